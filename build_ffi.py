@@ -1,0 +1,42 @@
+"""cffi out-of-line API-mode builder for py_async_lib._casyncio.
+
+The extension links libcasyncio.so, which ships inside the package beside it
+and is found through an $ORIGIN rpath (no LD_LIBRARY_PATH).  `python
+build_ffi.py` builds it in place (the Makefile's `ffi` target); setup.py
+builds it for `pip install .` through `cffi_modules`.
+"""
+import os
+import shutil
+import sys
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LIBDIR = os.path.join(HERE, "libcasyncio")
+
+ffibuilder = FFI()
+with open(os.path.join(HERE, "py_async_lib", "_casyncio_cdef.h")) as f:
+    ffibuilder.cdef(f.read())
+
+ffibuilder.set_source(
+    "py_async_lib._casyncio",
+    '#include "casyncio.h"\n',
+    include_dirs=[LIBDIR],
+    library_dirs=[LIBDIR],
+    libraries=["casyncio"],
+    extra_compile_args=["-O2"],
+    extra_link_args=["-Wl,-rpath,$ORIGIN"],
+)
+
+
+def build_in_place():
+    """Compiles the module under build/ffi and copies it into py_async_lib/."""
+    tmpdir = os.path.join(HERE, "build", "ffi")
+    built = ffibuilder.compile(tmpdir=tmpdir, verbose=False)
+    dest = os.path.join(HERE, "py_async_lib", os.path.basename(built))
+    shutil.copy2(built, dest)
+    return dest
+
+
+if __name__ == "__main__":
+    print(build_in_place(), file=sys.stderr)

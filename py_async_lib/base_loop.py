@@ -1,0 +1,341 @@
+"""BaseLoop: asyncio's BaseEventLoop with its engine replaced by libcasyncio.
+
+What asyncio's base loop does above the engine (tasks, futures, executors,
+exception handling, async generators, name resolution, connection logic) is
+inherited unchanged, so behaviour and error messages stay asyncio's.  What the
+engine does is replaced: the poll, timers, fd watchers and (in transports.py)
+socket I/O live in C.  Each iteration crosses into C once: loop_run_once()
+polls and fills an array with every ready fd, expired timer and completed
+read, which _run_once() turns into ready callbacks in asyncio's order (I/O,
+then timers, each run after the callbacks that were already ready).
+"""
+import collections
+import math
+import selectors
+import threading
+import weakref
+
+from asyncio import base_events, events
+from asyncio.log import logger
+
+from ._binding import NULL, check, ffi, lib, os_error
+from .handles import Handle, TimerHandle, report_callback_exception
+
+__all__ = ["BaseLoop"]
+
+# Events one crossing can carry; more simply wait for the next iteration.
+_EVENTS_MAX = 1024
+
+_EV_IO = lib.LOOP_EV_IO
+_EV_TIMER = lib.LOOP_EV_TIMER
+_EV_DATA = lib.LOOP_EV_DATA
+_EV_EOF = lib.LOOP_EV_EOF
+_EV_ERROR = lib.LOOP_EV_ERROR
+_EV_DRAINED = lib.LOOP_EV_DRAINED
+_EV_RESUME = lib.LOOP_EV_RESUME
+_EV_CHILD = lib.LOOP_EV_CHILD
+_READABLE = lib.LOOP_READABLE
+_WRITABLE = lib.LOOP_WRITABLE
+
+_fileobj_to_fd = selectors._fileobj_to_fd
+
+
+class BaseLoop(base_events.BaseEventLoop):
+    """The engine half of the loop: scheduling, timers, fd watchers and the
+    dispatch of the C loop's events."""
+
+    def __init__(self):
+        cloop = ffi.new("loop_t **")
+        check(lib.loop_new(cloop))
+        self._cloop = cloop[0]
+        # Created before BaseEventLoop.__init__ so that __del__ and close()
+        # find them even if that raises.
+        self._wakeup_lock = threading.Lock()
+        super().__init__()
+        self._ready = collections.deque()
+        self._timers = {}       # C timer id -> TimerHandle
+        self._readers = {}      # fd -> Handle
+        self._writers = {}      # fd -> Handle
+        self._streams = {}      # fd -> transport whose I/O the C loop does
+        self._children = {}     # pid -> callback(pid, returncode)
+        # A weak map fd -> transport, as selector_events keeps it, so that
+        # add_reader() refuses fds that belong to a transport.
+        self._transports = weakref.WeakValueDictionary()
+        self._events = ffi.new("loop_event_t[]", _EVENTS_MAX)
+        self._event_ints = memoryview(ffi.buffer(self._events)).cast("q")
+        base = ffi.new("char **")
+        size = ffi.new("size_t *")
+        lib.loop_read_arena(self._cloop, base, size)
+        self._arena = memoryview(ffi.buffer(base[0], size[0]))
+
+    # ---- closing -------------------------------------------------------
+
+    def close(self):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self._closed:
+            return
+        super().close()
+        for stream in list(self._streams.values()):
+            stream._loop_closed()
+        self._streams.clear()
+        # Like asyncio closing its selector: watchers are dropped, not
+        # cancelled.
+        self._readers.clear()
+        self._writers.clear()
+        for handle in self._timers.values():
+            handle._scheduled = False
+        self._timers.clear()
+        self._arena = None
+        self._event_ints = None
+        with self._wakeup_lock:
+            cloop, self._cloop = self._cloop, None
+        lib.loop_free(cloop)
+
+    def _close_without_base(self):
+        # Frees the C loop when BaseEventLoop.__init__ never ran.
+        if getattr(self, "_cloop", None) is not None:
+            lib.loop_free(self._cloop)
+            self._cloop = None
+
+    def __del__(self, _warn=None):
+        if not hasattr(self, "_closed"):
+            self._close_without_base()
+            return
+        super().__del__()
+
+    # ---- scheduling ----------------------------------------------------
+
+    def call_soon(self, callback, *args, context=None):
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_soon")
+        elif not callable(callback):
+            self._check_callback(callback, "call_soon")
+        handle = Handle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        self._ready.append(handle)
+        return handle
+
+    def _call_soon(self, callback, args, context):
+        # BaseEventLoop.call_soon_threadsafe and asyncio internals use this.
+        handle = Handle(callback, args, self, context)
+        if handle._source_traceback:
+            del handle._source_traceback[-1]
+        self._ready.append(handle)
+        return handle
+
+    def call_at(self, when, callback, *args, context=None):
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, "call_at")
+        elif not callable(callback):
+            self._check_callback(callback, "call_at")
+        timer = TimerHandle(when, callback, args, self, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        tid = lib.loop_call_at(self._cloop, when, NULL, NULL)
+        if tid < 0:
+            # NaN or infinite.  asyncio accepts both: a NaN deadline compares
+            # as due at once, +inf never comes, -inf is now.
+            if when != when or when < 0:
+                tid = check(lib.loop_call_at(self._cloop, 0.0, NULL, NULL))
+            else:
+                timer._tid = 0
+                return timer
+        timer._tid = tid
+        timer._scheduled = True
+        self._timers[tid] = timer
+        return timer
+
+    def _timer_handle_cancelled(self, handle):
+        if handle._scheduled:
+            handle._scheduled = False
+            tid = handle._tid
+            del self._timers[tid]
+            lib.loop_timer_cancel(self._cloop, tid)
+
+    def _write_to_self(self):
+        # Called by call_soon_threadsafe from any thread, and from signal
+        # handlers: the lock keeps close() from freeing the C loop under it.
+        with self._wakeup_lock:
+            if self._cloop is not None:
+                lib.loop_wakeup(self._cloop)
+
+    def _process_events(self, event_list):
+        raise NotImplementedError("the C loop dispatches its own events")
+
+    # ---- one iteration -------------------------------------------------
+
+    def _run_once(self):
+        ready = self._ready
+        timeout = 0 if (ready or self._stopping) else -1
+        n = lib.loop_run_once(self._cloop, timeout, self._events, _EVENTS_MAX)
+        if n:
+            if n < 0:
+                raise os_error(n)
+            self._dispatch(n)
+        ntodo = len(ready)
+        if self._debug:
+            self._run_ready_debug(ntodo)
+            return
+        popleft = ready.popleft
+        for _ in range(ntodo):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            try:
+                handle._context.run(handle._callback, *handle._args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                report_callback_exception(handle, exc)
+        handle = None  # Break cycles when an exception occurred.
+
+    def _run_ready_debug(self, ntodo):
+        ready = self._ready
+        for _ in range(ntodo):
+            handle = ready.popleft()
+            if handle._cancelled:
+                continue
+            try:
+                self._current_handle = handle
+                t0 = self.time()
+                handle._run()
+                dt = self.time() - t0
+                if dt >= self.slow_callback_duration:
+                    logger.warning("Executing %s took %.3f seconds",
+                                   base_events._format_handle(handle), dt)
+            finally:
+                self._current_handle = None
+
+    def _dispatch(self, n):
+        """Turns n events from the C loop into ready callbacks."""
+        ints = self._event_ints[:n * 4].tolist()
+        ready = self._ready
+        for i in range(0, n * 4, 4):
+            kind = ints[i]
+            if kind == _EV_TIMER:
+                handle = self._timers.pop(ints[i + 2], None)
+                if handle is not None:
+                    handle._scheduled = False
+                    ready.append(handle)
+            elif kind == _EV_DATA:
+                stream = self._streams.get(ints[i + 1])
+                if stream is not None:
+                    off = ints[i + 3]
+                    stream._data_event(self._arena[off:off + ints[i + 2]].tobytes())
+            elif kind == _EV_IO:
+                fd = ints[i + 1]
+                mask = ints[i + 2]
+                if mask & _READABLE:
+                    handle = self._readers.get(fd)
+                    if handle is not None:
+                        if handle._cancelled:
+                            self._remove_reader(fd)
+                        else:
+                            ready.append(handle)
+                if mask & _WRITABLE:
+                    handle = self._writers.get(fd)
+                    if handle is not None:
+                        if handle._cancelled:
+                            self._remove_writer(fd)
+                        else:
+                            ready.append(handle)
+            elif kind == _EV_CHILD:
+                callback = self._children.pop(ints[i + 1], None)
+                if callback is not None:
+                    self._call_soon(callback, (ints[i + 1], ints[i + 2]), None)
+            else:
+                stream = self._streams.get(ints[i + 1])
+                if stream is not None:
+                    stream._stream_event(kind, ints[i + 2])
+
+    # ---- fd watchers ---------------------------------------------------
+
+    def _ensure_fd_no_transport(self, fd):
+        fileno = fd
+        if not isinstance(fileno, int):
+            try:
+                fileno = int(fileno.fileno())
+            except (AttributeError, TypeError, ValueError):
+                raise ValueError(f"Invalid file object: {fd!r}") from None
+        transport = self._transports.get(fileno)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(
+                f"File descriptor {fd!r} is used by transport {transport!r}")
+
+    def _add_watcher(self, watchers, add, fd, callback, args):
+        self._check_closed()
+        fd = _fileobj_to_fd(fd)
+        handle = Handle(callback, args, self, None)
+        rc = add(self._cloop, fd, NULL, NULL)
+        if rc < 0:
+            raise os_error(rc)
+        old = watchers.get(fd)
+        watchers[fd] = handle
+        if old is not None:
+            old.cancel()
+        return handle
+
+    def _remove_watcher(self, watchers, remove, fd):
+        if self.is_closed():
+            return False
+        try:
+            fd = _fileobj_to_fd(fd)
+        except ValueError:
+            return False
+        handle = watchers.pop(fd, None)
+        if handle is None:
+            return False
+        remove(self._cloop, fd)
+        handle.cancel()
+        return True
+
+    def _add_reader(self, fd, callback, *args):
+        return self._add_watcher(self._readers, lib.loop_add_reader,
+                                 fd, callback, args)
+
+    def _add_writer(self, fd, callback, *args):
+        return self._add_watcher(self._writers, lib.loop_add_writer,
+                                 fd, callback, args)
+
+    def _remove_reader(self, fd):
+        return self._remove_watcher(self._readers, lib.loop_remove_reader, fd)
+
+    def _remove_writer(self, fd):
+        return self._remove_watcher(self._writers, lib.loop_remove_writer, fd)
+
+    def add_reader(self, fd, callback, *args):
+        self._ensure_fd_no_transport(fd)
+        self._add_reader(fd, callback, *args)
+
+    def remove_reader(self, fd):
+        self._ensure_fd_no_transport(fd)
+        return self._remove_reader(fd)
+
+    def add_writer(self, fd, callback, *args):
+        self._ensure_fd_no_transport(fd)
+        self._add_writer(fd, callback, *args)
+
+    def remove_writer(self, fd):
+        self._ensure_fd_no_transport(fd)
+        return self._remove_writer(fd)
+
+    # ---- introspection -------------------------------------------------
+
+    def stats(self):
+        """A snapshot of the C loop's counters (a dict); cheap to call."""
+        self._check_closed()
+        out = ffi.new("loop_stats_t *")
+        lib.loop_stats(self._cloop, out)
+        return {name: getattr(out, name) for name in (
+            "iterations", "io_events", "timers_fired", "callbacks_run",
+            "events_emitted", "bytes_read", "bytes_written", "poll_ns")}

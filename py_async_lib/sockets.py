@@ -1,0 +1,68 @@
+"""Socket-level loop methods: sock_*(), serving, connections, sendfile.
+
+asyncio implements these in selector_events and unix_events on top of four
+primitives -- _add_reader/_remove_reader/_add_writer/_remove_writer -- which
+our loop provides on the C engine.  So rather than write the same logic a
+second time, the loop takes asyncio's own functions for them (whatever this
+Python version has), and adds what is ours: the transports whose I/O the C
+loop does.
+"""
+from asyncio import constants, selector_events, sslproto, unix_events
+
+from .transports import SocketTransport
+
+__all__ = ["SocketMethods"]
+
+# Methods that only use the fd-watcher primitives, the loop's public API and
+# the transport factories below.
+_SELECTOR_METHODS = (
+    "sock_recv", "_sock_recv", "sock_recv_into", "_sock_recv_into",
+    "sock_recvfrom", "_sock_recvfrom", "sock_recvfrom_into",
+    "_sock_recvfrom_into", "_sock_read_done",
+    "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
+    "sock_connect", "_sock_connect", "_sock_connect_cb", "_sock_write_done",
+    "sock_accept", "_sock_accept",
+    "_start_serving", "_accept_connection", "_accept_connection2",
+    "_stop_serving", "_sendfile_native",
+)
+_UNIX_METHODS = (
+    "create_unix_connection", "create_unix_server",
+    "_sock_sendfile_native", "_sock_sendfile_native_impl",
+    "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
+)
+
+
+class SocketMethods:
+    """Mixin for the loop: socket methods and stream transport factories."""
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *,
+                               extra=None, server=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(
+            self, rawsock, protocol, sslcontext, waiter=None,
+            *, server_side=False, server_hostname=None,
+            extra=None, server=None,
+            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+            call_connection_made=True):
+        # TLS runs in asyncio's SSLProtocol over our plain transport.
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            call_connection_made=call_connection_made,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        SocketTransport(self, rawsock, ssl_protocol, extra=extra,
+                        server=server)
+        return ssl_protocol._app_transport
+
+
+def _borrow(cls, names):
+    for name in names:
+        func = getattr(cls, name, None)
+        if func is not None:
+            setattr(SocketMethods, name, func)
+
+
+_borrow(selector_events.BaseSelectorEventLoop, _SELECTOR_METHODS)
+_borrow(unix_events._UnixSelectorEventLoop, _UNIX_METHODS)

@@ -1,0 +1,404 @@
+"""Stream transports whose reads and writes the C loop does.
+
+The socket (or pipe) stays a Python object that the transport owns and
+closes; the C loop only holds its fd as a *stream*: when it is readable the
+loop reads into its arena and hands the bytes over in the event array, and
+write() gives bytes to loop_write(), which sends at once and buffers only what
+the kernel did not take.  The transport mirrors asyncio's selector transport
+in behaviour: same callbacks in the same order, same flow control, same
+errors.
+"""
+import socket
+import warnings
+
+from asyncio import base_events, constants, events, futures, protocols
+from asyncio import transports, trsock
+from asyncio.log import logger
+
+from ._binding import ffi, lib, os_error
+
+__all__ = ["SocketTransport"]
+
+_EV_EOF = lib.LOOP_EV_EOF
+_EV_ERROR = lib.LOOP_EV_ERROR
+_EV_DRAINED = lib.LOOP_EV_DRAINED
+_EV_RESUME = lib.LOOP_EV_RESUME
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+class StreamTransport(transports._FlowControlMixin, transports.Transport):
+    """What socket and pipe transports share: the C stream and its events."""
+
+    _stream_flags = 0
+    # Read by __del__, which may run on an instance whose __init__ failed.
+    _sock = None
+    _cloop = None
+    _fd = -1
+
+    def __init__(self, loop, sock, protocol, extra=None, server=None):
+        super().__init__(extra, loop)
+        self._sock = sock
+        self._sock_fd = fd = sock.fileno()
+        self._protocol_connected = False
+        self._pending = None        # bytes read by C, not yet delivered
+        self._conn_lost = 0         # connection_lost() is scheduled
+        self._closing = False       # close() was called
+        self._paused = False        # pause_reading() was called
+        self._eof = False           # write_eof() was called
+        self._empty_waiter = None   # sendfile waits for an empty buffer
+        self._server = server
+        rc = lib.loop_stream_open(loop._cloop, fd, self._stream_flags)
+        if rc < 0:
+            raise os_error(rc)
+        self._cloop = loop._cloop
+        self._fd = fd
+        loop._streams[fd] = self
+        self._push_write_limits()
+        self._read_handle = events.Handle(self._read_ready, (), loop, None)
+        self.set_protocol(protocol)
+        if server is not None:
+            server._attach()
+        loop._transports[fd] = self
+
+    def _start(self, waiter):
+        loop = self._loop
+        loop.call_soon(self._protocol.connection_made, self)
+        # Reading starts once connection_made() has run.
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self):
+        info = [self.__class__.__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if self._cloop is not None and self._fd >= 0:
+            info.append("read=polling" if self.is_reading() else "read=idle")
+            bufsize = self.get_write_buffer_size()
+            state = "polling" if bufsize else "idle"
+            info.append(f"write=<{state}, bufsize={bufsize}>")
+        return "<{}>".format(" ".join(info))
+
+    # ---- the C stream ----------------------------------------------------
+
+    def _release_stream(self):
+        """Takes the fd out of the C loop (dropping unsent bytes)."""
+        fd = self._fd
+        if fd >= 0:
+            self._fd = -1
+            if self._cloop is not None:
+                lib.loop_stream_close(self._cloop, fd)
+                self._loop._streams.pop(fd, None)
+        self._pending = None
+
+    def _loop_closed(self):
+        # The loop freed its C side: nothing may call into it any more.
+        self._cloop = None
+        self._fd = -1
+
+    def _push_write_limits(self):
+        if self._fd >= 0 and self._cloop is not None:
+            lib.loop_stream_set_write_limits(
+                self._cloop, self._fd, self._high_water, self._low_water)
+
+    def _set_write_buffer_limits(self, high=None, low=None):
+        super()._set_write_buffer_limits(high, low)
+        self._push_write_limits()
+
+    def _start_reading(self):
+        if not self._closing and not self._paused and self._fd >= 0:
+            lib.loop_stream_read_start(self._cloop, self._fd)
+
+    def _data_event(self, data):
+        # Called while the loop dispatches; delivery runs as a ready
+        # callback, in asyncio's order.
+        if self._pending is None:
+            self._pending = data
+            self._loop._ready.append(self._read_handle)
+        else:
+            self._pending += data
+
+    def _stream_event(self, kind, arg):
+        self._loop._call_soon(self._on_stream_event, (kind, arg), None)
+
+    def _on_stream_event(self, kind, arg):
+        if kind == _EV_DRAINED:
+            self._on_drained()
+        elif kind == _EV_RESUME:
+            self._maybe_resume_protocol()
+        elif kind == _EV_EOF:
+            self._on_eof()
+        elif kind == _EV_ERROR:
+            self._fatal_error(os_error(-arg), "Fatal error on socket transport")
+
+    # ---- reading -----------------------------------------------------------
+
+    def set_protocol(self, protocol):
+        self._buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self):
+        return self._protocol
+
+    def is_closing(self):
+        return self._closing
+
+    def is_reading(self):
+        return not self._closing and not self._paused
+
+    def pause_reading(self):
+        if not self.is_reading():
+            return
+        self._paused = True
+        if self._fd >= 0:
+            lib.loop_stream_read_stop(self._cloop, self._fd)
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        if self._pending is not None:
+            # Bytes read before the pause are delivered first.
+            self._loop._ready.append(self._read_handle)
+        self._start_reading()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def _read_ready(self):
+        data = self._pending
+        if data is None or self._paused or self._closing:
+            return
+        self._pending = None
+        if self._buffered:
+            self._deliver_to_buffer(data)
+            return
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _deliver_to_buffer(self, data):
+        view = memoryview(data)
+        while view:
+            try:
+                buf = self._protocol.get_buffer(-1)
+                if not len(buf):
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(
+                    exc, "Fatal error: protocol.get_buffer() call failed.")
+                return
+            dest = memoryview(buf).cast("B")
+            n = min(len(dest), len(view))
+            dest[:n] = view[:n]
+            view = view[n:]
+            try:
+                self._protocol.buffer_updated(n)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(
+                    exc, "Fatal error: protocol.buffer_updated() call failed.")
+                return
+            if view and (self._paused or self._closing):
+                if self._paused:
+                    self._pending = view.tobytes()
+                return
+
+    def _on_eof(self):
+        if self._conn_lost:
+            return
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    # ---- writing -----------------------------------------------------------
+
+    def write(self, data):
+        if type(data) is not bytes:
+            if not isinstance(data, _BYTES_LIKE):
+                raise TypeError(f"data argument must be a bytes-like object, "
+                                f"not {type(data).__name__!r}")
+            data = ffi.from_buffer(data)
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if not len(data):
+            return
+        if self._conn_lost or self._fd < 0:
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        size = lib.loop_write(self._cloop, self._fd, data, len(data))
+        if size > self._high_water and not self._protocol_paused:
+            self._maybe_pause_protocol()
+        elif size < 0:
+            self._fatal_error(os_error(size),
+                              "Fatal write error on socket transport")
+
+    def writelines(self, list_of_data):
+        chunks = list(list_of_data)
+        if len(chunks) < 2 or self._conn_lost or self._fd < 0:
+            for d in chunks:
+                self.write(d)
+            return
+        for d in chunks:
+            if not isinstance(d, _BYTES_LIKE):
+                raise TypeError(f"data argument must be a bytes-like object, "
+                                f"not {type(d).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call writelines() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to writelines; sendfile is in progress")
+        views = [ffi.from_buffer(d) for d in chunks]  # kept alive for the call
+        bufs = ffi.new("void *[]", views)
+        lens = ffi.new("size_t[]", [len(v) for v in views])
+        size = lib.loop_writev(self._cloop, self._fd, bufs, lens, len(chunks))
+        if size > self._high_water and not self._protocol_paused:
+            self._maybe_pause_protocol()
+        elif size < 0:
+            self._fatal_error(os_error(size),
+                              "Fatal write error on socket transport")
+
+    def get_write_buffer_size(self):
+        if self._fd < 0:
+            return 0
+        return max(lib.loop_write_buffer_size(self._cloop, self._fd), 0)
+
+    def _on_drained(self):
+        if self._empty_waiter is not None:
+            self._empty_waiter.set_result(None)
+        if self._closing and not self._conn_lost:
+            self._conn_lost += 1
+            self._call_connection_lost(None)
+
+    def write_eof(self):
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if self._fd >= 0:
+            lib.loop_stream_shutdown_write(self._cloop, self._fd)
+
+    def can_write_eof(self):
+        return True
+
+    def _make_empty_waiter(self):
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        self._empty_waiter = self._loop.create_future()
+        if not self.get_write_buffer_size():
+            self._empty_waiter.set_result(None)
+        return self._empty_waiter
+
+    def _reset_empty_waiter(self):
+        self._empty_waiter = None
+
+    # ---- closing -----------------------------------------------------------
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        if self._fd >= 0:
+            lib.loop_stream_read_stop(self._cloop, self._fd)
+        if not self.get_write_buffer_size():
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self):
+        self._force_close(None)
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc):
+        if self._conn_lost:
+            return
+        if self._empty_waiter is not None and not self._empty_waiter.done():
+            if exc is None:
+                self._empty_waiter.set_result(None)
+            else:
+                self._empty_waiter.set_exception(exc)
+        self._release_stream()
+        self._closing = True
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc):
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._release_stream()
+            self._sock.close()
+            self._sock = None
+            self._protocol = None
+            self._loop = None
+            server = self._server
+            if server is not None:
+                server._detach()
+                self._server = None
+
+    def __del__(self, _warn=warnings.warn):
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._release_stream()
+            self._sock.close()
+
+
+class SocketTransport(StreamTransport):
+    """A TCP or Unix stream socket transport."""
+
+    _stream_flags = lib.LOOP_STREAM_SOCKET
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None,
+                 server=None):
+        super().__init__(loop, sock, protocol, extra, server)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        # Small writes leave at once instead of waiting for an ACK.
+        base_events._set_nodelay(sock)
+        self._start(waiter)

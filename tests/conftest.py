@@ -1,0 +1,35 @@
+import asyncio
+import os
+
+import pytest
+
+import py_async_lib
+
+
+def open_fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def loop():
+    """A fresh py_async_lib loop, closed (and checked for fd leaks) after."""
+    before = open_fds()
+    lp = py_async_lib.new_event_loop()
+    yield lp
+    if not lp.is_closed():
+        if lp._default_executor is not None:
+            lp.run_until_complete(lp.shutdown_default_executor())
+        lp.close()
+    leaked = open_fds() - before
+    # The fd listing itself may show up once; anything else is a leak.
+    assert len(leaked) <= 1, f"fds leaked: {leaked}"
+
+
+@pytest.fixture(params=["py_async_lib", "asyncio"])
+def any_loop(request):
+    """Our loop and asyncio's, for tests that compare the two."""
+    lp = (py_async_lib.new_event_loop() if request.param == "py_async_lib"
+          else asyncio.SelectorEventLoop())
+    yield lp
+    if not lp.is_closed():
+        lp.close()
