@@ -46,8 +46,12 @@ enum {
     LOOP_EV_IO = 1,        /* fd ready; a = LOOP_READABLE|LOOP_WRITABLE      */
     LOOP_EV_TIMER = 2,     /* timer fired; a = timer id                       */
     LOOP_EV_DATA = 3,      /* stream read; a = length, b = offset in arena    */
-    LOOP_EV_EOF = 4,       /* stream peer closed its write side               */
-    LOOP_EV_ERROR = 5,     /* stream read/write failed; a = errno (positive)  */
+    LOOP_EV_EOF = 4,       /* stream peer closed its write side; reading
+                              stops                                           */
+    LOOP_EV_ERROR = 5,     /* stream read/write failed; a = errno (positive),
+                              b = LOOP_READABLE (a read failed; reading stops)
+                              or LOOP_WRITABLE (a flush failed; the buffer is
+                              dropped and writes are over)                    */
     LOOP_EV_DRAINED = 6,   /* stream out-buffer became empty                  */
     LOOP_EV_RESUME = 7,    /* stream out-buffer fell to the low-water mark    */
     LOOP_EV_CHILD = 8,     /* child exited; fd = pid, a = returncode as
