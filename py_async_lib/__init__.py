@@ -21,8 +21,12 @@ def new_event_loop():
     return EventLoop()
 
 
-class EventLoopPolicy(asyncio.events.BaseDefaultEventLoopPolicy):
-    """An asyncio policy whose loops are py_async_lib's."""
+class EventLoopPolicy(asyncio.unix_events.DefaultEventLoopPolicy):
+    """asyncio's Unix policy, whose loops are py_async_lib's.
+
+    It keeps the child-watcher API of the policy it extends, for code that
+    uses it; our loops do not need a watcher (they see children exit
+    through pidfds)."""
 
     _loop_factory = EventLoop
 

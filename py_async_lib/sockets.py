@@ -23,7 +23,7 @@ _SELECTOR_METHODS = (
     "sock_connect", "_sock_connect", "_sock_connect_cb", "_sock_write_done",
     "sock_accept", "_sock_accept",
     "_start_serving", "_accept_connection", "_accept_connection2",
-    "_stop_serving", "_sendfile_native",
+    "_stop_serving",
 )
 _UNIX_METHODS = (
     "create_unix_connection", "create_unix_server",
@@ -55,6 +55,25 @@ class SocketMethods:
         SocketTransport(self, rawsock, ssl_protocol, extra=extra,
                         server=server)
         return ssl_protocol._app_transport
+
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        # sendfile(2) on the transport's socket: the C loop lets go of the
+        # fd once the out-buffer is empty, and takes it back afterwards.
+        del self._transports[transp._sock_fd]
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        await transp._make_empty_waiter()
+        transp._suspend_stream()
+        try:
+            return await self.sock_sendfile(transp._sock, file, offset, count,
+                                            fallback=False)
+        finally:
+            transp._resume_stream()
+            transp._reset_empty_waiter()
+            if resume_reading:
+                transp.resume_reading()
+            self._transports[transp._sock_fd] = transp
 
 
 def _borrow(cls, names):

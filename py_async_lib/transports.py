@@ -48,13 +48,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         self._eof = False           # write_eof() was called
         self._empty_waiter = None   # sendfile waits for an empty buffer
         self._server = server
-        rc = lib.loop_stream_open(loop._cloop, fd, self._stream_flags)
-        if rc < 0:
-            raise os_error(rc)
-        self._cloop = loop._cloop
-        self._fd = fd
-        loop._streams[fd] = self
-        self._push_write_limits()
+        self._open_stream()
         self._read_handle = events.Handle(self._read_ready, (), loop, None)
         self.set_protocol(protocol)
         if server is not None:
@@ -84,6 +78,29 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         return "<{}>".format(" ".join(info))
 
     # ---- the C stream ----------------------------------------------------
+
+    def _open_stream(self):
+        """Gives the fd to the C loop as a stream (reading still off)."""
+        loop = self._loop
+        fd = self._sock_fd
+        rc = lib.loop_stream_open(loop._cloop, fd, self._stream_flags)
+        if rc < 0:
+            raise os_error(rc)
+        self._cloop = loop._cloop
+        self._fd = fd
+        loop._streams[fd] = self
+        self._push_write_limits()
+
+    def _suspend_stream(self):
+        """Takes the fd back from the C loop while the socket is used
+        directly (sendfile); the out-buffer is empty by then."""
+        self._release_stream()
+
+    def _resume_stream(self):
+        if self._sock is None or self._conn_lost or self._fd >= 0:
+            return
+        self._open_stream()
+        self._start_reading()
 
     def _release_stream(self):
         """Takes the fd out of the C loop (dropping unsent bytes)."""

@@ -1,0 +1,11 @@
+"""CPython's test.test_asyncio.test_sendfile on py_async_lib's loop."""
+from test.test_asyncio import test_sendfile as _mod
+from test.test_asyncio import utils as test_utils
+
+import py_async_lib
+
+
+class PyAsyncLibSendfileTests(_mod.SendfileTestsBase, test_utils.TestCase):
+
+    def create_event_loop(self):
+        return py_async_lib.new_event_loop()

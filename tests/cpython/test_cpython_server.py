@@ -1,0 +1,14 @@
+"""CPython's test.test_asyncio.test_server on py_async_lib's loop."""
+import unittest
+
+from test.test_asyncio import test_server as _mod
+
+import py_async_lib
+
+from test.test_asyncio.test_server import *  # noqa: F401,F403
+
+
+class PyAsyncLibStartServerTests(_mod.SelectorStartServerTests):
+
+    def new_loop(self):
+        return py_async_lib.new_event_loop()
