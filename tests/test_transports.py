@@ -1,0 +1,542 @@
+"""TCP and Unix stream transports, servers, streams and sock_*() methods."""
+import asyncio
+import gc
+import os
+import resource
+import socket
+import ssl
+import sys
+
+import pytest
+
+from py_async_lib.transports import SocketTransport
+
+from test.test_asyncio import utils as test_utils
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class Collect(asyncio.Protocol):
+    def __init__(self, loop):
+        self.data = bytearray()
+        self.done = loop.create_future()
+        self.events = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def data_received(self, data):
+        self.data += data
+
+    def eof_received(self):
+        self.events.append("eof")
+
+    def pause_writing(self):
+        self.events.append("pause")
+
+    def resume_writing(self):
+        self.events.append("resume")
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", exc))
+        if not self.done.done():
+            self.done.set_result(exc)
+
+
+async def echo_server(loop, **kw):
+    server = await loop.create_server(Echo, "127.0.0.1", 0, **kw)
+    return server, server.sockets[0].getsockname()
+
+
+def test_tcp_echo_protocol(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        tr, pr = await loop.create_connection(lambda: Collect(loop), *addr)
+        assert isinstance(tr, SocketTransport)
+        payload = os.urandom(300_000)
+        tr.write(payload[:1000])
+        tr.writelines([payload[1000:5000], bytearray(payload[5000:100_000]),
+                       memoryview(payload)[100_000:]])
+        while len(pr.data) < len(payload):
+            await asyncio.sleep(0.005)
+        assert bytes(pr.data) == payload
+        assert pr.events[0] == "made"
+        tr.close()
+        assert tr.is_closing()
+        tr.close()  # harmless twice
+        assert await pr.done is None
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 30))
+
+
+def test_get_extra_info_keys(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        tr, pr = await loop.create_connection(lambda: Collect(loop), *addr)
+        sock = tr.get_extra_info("socket")
+        assert sock.fileno() >= 0
+        assert tr.get_extra_info("peername") == addr
+        assert tr.get_extra_info("sockname") == sock.getsockname()
+        assert tr.get_extra_info("nonexistent", "dflt") == "dflt"
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        tr.close()
+        await pr.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_streams_echo(loop):
+    async def handle(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+        reader, writer = await asyncio.open_connection(*addr)
+        payload = os.urandom(1 << 20)
+        writer.write(payload)
+        await writer.drain()
+        writer.write_eof()
+        assert writer.can_write_eof()
+        got = await reader.read()
+        assert got == payload
+        writer.close()
+        await writer.wait_closed()
+        async with server:
+            pass
+        await server.wait_closed()
+        assert not server.is_serving()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 30))
+
+
+def test_unix_streams(loop, tmp_path):
+    path = str(tmp_path / "sock")
+
+    async def handle(reader, writer):
+        writer.write((await reader.readline()).upper())
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_unix_server(handle, path)
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"hello\n")
+        assert await reader.readline() == b"HELLO\n"
+        assert writer.get_extra_info("peername") == path
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_sock_methods_echo(loop):
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        lsock.setblocking(False)
+        csock = socket.socket()
+        csock.setblocking(False)
+        conn_task = asyncio.ensure_future(loop.sock_accept(lsock))
+        await loop.sock_connect(csock, lsock.getsockname())
+        conn, _ = await conn_task
+        conn.setblocking(False)
+        await loop.sock_sendall(csock, b"x" * 200_000)
+        got = bytearray()
+        buf = bytearray(4096)
+        while len(got) < 200_000:
+            n = await loop.sock_recv_into(conn, buf)
+            got += buf[:n]
+        await loop.sock_sendall(conn, b"pong")
+        assert await loop.sock_recv(csock, 10) == b"pong"
+        for s in (csock, conn, lsock):
+            s.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 30))
+
+
+def test_pause_and_resume_reading(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        tr, pr = await loop.create_connection(lambda: Collect(loop), *addr)
+        assert tr.is_reading()
+        tr.pause_reading()
+        tr.pause_reading()
+        assert not tr.is_reading()
+        tr.write(b"ping")
+        await asyncio.sleep(0.05)
+        assert pr.data == b""
+        tr.resume_reading()
+        assert tr.is_reading()
+        while pr.data != b"ping":
+            await asyncio.sleep(0.005)
+        tr.close()
+        await pr.done
+        server.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_write_eof_reaches_peer(loop):
+    async def main():
+        got = loop.create_future()
+
+        class Peer(Collect):
+            def eof_received(self):
+                got.set_result(bytes(self.data))
+                return True
+
+        server = await loop.create_server(lambda: Peer(loop), "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+        tr, pr = await loop.create_connection(lambda: Collect(loop), *addr)
+        assert tr.can_write_eof()
+        tr.write(b"last words")
+        tr.write_eof()
+        tr.write_eof()
+        with pytest.raises(RuntimeError):
+            tr.write(b"after eof")
+        assert await got == b"last words"
+        tr.close()
+        await pr.done
+        server.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_buffered_protocol(loop):
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(1000)
+            self.got = bytearray()
+            self.done = loop.create_future()
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.got += self.buf[:nbytes]
+
+        def eof_received(self):
+            self.done.set_result(bytes(self.got))
+
+    async def main():
+        async def handle(reader, writer):
+            writer.write(b"y" * 100_000)
+            writer.write_eof()
+            await writer.drain()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+        tr, pr = await loop.create_connection(Buffered, *addr)
+        assert await pr.done == b"y" * 100_000
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_write_buffer_limits_and_backpressure_peer_never_reads(loop):
+    """Writing 1 GiB to a peer that never reads, honouring pause_writing:
+    what is buffered stays near the high-water mark, memory does not grow."""
+    chunk = b"z" * (256 * 1024)
+    total = 1 << 30
+
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        peer = None
+
+        class Writer(Collect):
+            def __init__(self):
+                super().__init__(loop)
+                self.can_write = asyncio.Event()
+                self.can_write.set()
+
+            def pause_writing(self):
+                super().pause_writing()
+                self.can_write.clear()
+
+            def resume_writing(self):
+                super().resume_writing()
+                self.can_write.set()
+
+        tr, pr = await loop.create_connection(Writer, *lsock.getsockname())
+        peer, _ = lsock.accept()  # accepted, never read from
+        tr.set_write_buffer_limits(high=128 * 1024, low=32 * 1024)
+        assert tr.get_write_buffer_limits() == (32 * 1024, 128 * 1024)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        written = 0
+        max_buffered = 0
+
+        async def produce():
+            nonlocal written, max_buffered
+            while written < total:
+                await pr.can_write.wait()
+                tr.write(chunk)
+                written += len(chunk)
+                max_buffered = max(max_buffered, tr.get_write_buffer_size())
+
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(produce(), 1.0)
+        assert "pause" in pr.events
+        assert written < total
+        # One chunk may land on top of a buffer just under the mark.
+        assert max_buffered <= 128 * 1024 + len(chunk)
+        rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert (rss1 - rss0) * 1024 < 64 * 1024 * 1024
+        # Once the peer reads, writing resumes.
+        peer.setblocking(False)
+        drained = 0
+        while "resume" not in pr.events:
+            try:
+                drained += len(peer.recv(1 << 20))
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        tr.abort()
+        await pr.done
+        peer.close()
+        lsock.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 30))
+
+
+def test_write_type_errors_and_write_after_close(loop, caplog):
+    async def main():
+        server, addr = await echo_server(loop)
+        tr, pr = await loop.create_connection(lambda: Collect(loop), *addr)
+        with pytest.raises(TypeError):
+            tr.write("str")
+        with pytest.raises(TypeError):
+            tr.write(12)
+        with pytest.raises(TypeError):
+            tr.writelines([b"ok", "str"])
+        tr.close()
+        await pr.done
+        for _ in range(10):
+            tr.write(b"after close")  # asyncio: counted, then a warning
+        tr.close()
+        tr.abort()
+        server.close()
+
+    loop.run_until_complete(main())
+    assert "socket.send() raised exception." in caplog.text
+
+
+def test_connect_refused(any_loop):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(ConnectionRefusedError):
+        any_loop.run_until_complete(
+            any_loop.create_connection(asyncio.Protocol, "127.0.0.1", port))
+
+
+def test_peer_reset_reaches_connection_lost(loop):
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        tr, pr = await loop.create_connection(lambda: Collect(loop),
+                                              *lsock.getsockname())
+        peer, _ = lsock.accept()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.close()  # RST
+        exc = await pr.done
+        assert isinstance(exc, (ConnectionResetError, type(None)))
+        if exc is None:
+            assert "eof" in pr.events
+        lsock.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_write_to_reset_peer_reports_error(loop):
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        tr, pr = await loop.create_connection(lambda: Collect(loop),
+                                              *lsock.getsockname())
+        tr.pause_reading()
+        peer, _ = lsock.accept()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.close()
+        await asyncio.sleep(0.05)
+        for _ in range(50):
+            if tr.is_closing():
+                break
+            tr.write(b"x" * 65536)
+            await asyncio.sleep(0.01)
+        exc = await pr.done
+        assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
+        lsock.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_server_api(loop):
+    async def main():
+        server = await loop.create_server(Echo, ["127.0.0.1", "localhost"], 0,
+                                          start_serving=False,
+                                          reuse_address=True, backlog=10)
+        assert server.get_loop() is loop
+        assert not server.is_serving()
+        await server.start_serving()
+        assert server.is_serving()
+        assert len(server.sockets) >= 1
+        server.close()
+        await server.wait_closed()
+        assert not server.is_serving()
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = await loop.create_server(Echo, sock=sock)
+        assert server.sockets[0].getsockname() == sock.getsockname()
+        serve = asyncio.ensure_future(server.serve_forever())
+        await asyncio.sleep(0.01)
+        serve.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serve
+        assert not server.is_serving()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_connect_accepted_socket(loop):
+    async def main():
+        a, b = socket.socketpair()
+        tr, pr = await loop.connect_accepted_socket(lambda: Collect(loop), a)
+        b.sendall(b"hello")
+        while pr.data != b"hello":
+            await asyncio.sleep(0.005)
+        tr.close()
+        await pr.done
+        b.close()
+
+    loop.run_until_complete(main())
+
+
+def test_loop_sendfile_zero_copy(loop, tmp_path):
+    path = tmp_path / "data"
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    path.write_bytes(payload)
+
+    async def main():
+        done = loop.create_future()
+
+        class Sink(Collect):
+            def eof_received(self):
+                done.set_result(bytes(self.data))
+
+        server = await loop.create_server(lambda: Sink(loop), "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+        tr, pr = await loop.create_connection(lambda: Collect(loop), *addr)
+        tr.write(b"head:")
+        with open(path, "rb") as f:
+            sent = await loop.sendfile(tr, f)
+        assert sent == len(payload)
+        tr.write(b":tail")
+        tr.write_eof()
+        assert await done == b"head:" + payload + b":tail"
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 30))
+
+
+def test_tls_echo_and_start_tls(loop):
+    server_ctx = test_utils.simple_server_sslcontext()
+    client_ctx = test_utils.simple_client_sslcontext()
+
+    async def handle(reader, writer):
+        data = await reader.readline()
+        writer.write(data.upper())
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0,
+                                            ssl=server_ctx)
+        addr = server.sockets[0].getsockname()
+        reader, writer = await asyncio.open_connection(
+            *addr, ssl=client_ctx, server_hostname="",
+            ssl_handshake_timeout=10)
+        assert writer.get_extra_info("sslcontext") is client_ctx
+        assert writer.get_extra_info("ssl_object") is not None
+        writer.write(b"abc\n")
+        assert await reader.readline() == b"ABC\n"
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+        # start_tls upgrades a plain connection.
+        tls_server = await asyncio.start_server(handle, "127.0.0.1", 0,
+                                                ssl=server_ctx)
+        addr = tls_server.sockets[0].getsockname()
+        reader, writer = await asyncio.open_connection(*addr)
+        await writer.start_tls(client_ctx, server_hostname="")
+        writer.write(b"xyz\n")
+        assert await reader.readline() == b"XYZ\n"
+        writer.close()
+        tls_server.close()
+        await tls_server.wait_closed()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 30))
+
+
+def test_no_fd_survives_many_connections(loop):
+    before = len(os.listdir("/proc/self/fd"))
+
+    async def main():
+        server, addr = await echo_server(loop)
+        for _ in range(200):
+            reader, writer = await asyncio.open_connection(*addr)
+            writer.write(b"x")
+            await reader.readexactly(1)
+            writer.close()
+            await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_unclosed_transport_warns(loop):
+    async def main():
+        a, b = socket.socketpair()
+        tr, pr = await loop.connect_accepted_socket(lambda: Collect(loop), a)
+        await asyncio.sleep(0)
+        return tr, b
+
+    tr, b = loop.run_until_complete(main())
+    with pytest.warns(ResourceWarning, match="unclosed transport"):
+        tr.__del__()
+    b.close()
