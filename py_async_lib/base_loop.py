@@ -226,16 +226,24 @@ class BaseLoop(base_events.BaseEventLoop):
         ready = self._ready
         for i in range(0, n * 4, 4):
             kind = ints[i]
-            if kind == _EV_TIMER:
+            if kind == _EV_DATA:
+                # The bytes are copied out of the arena now (it is reused by
+                # the next poll) and delivered by the stream's read handle,
+                # which runs in asyncio's order among the ready callbacks.
+                stream = self._streams.get(ints[i + 1])
+                if stream is not None:
+                    off = ints[i + 3]
+                    data = self._arena[off:off + ints[i + 2]].tobytes()
+                    if stream._pending is None:
+                        stream._pending = data
+                        ready.append(stream._read_handle)
+                    else:
+                        stream._pending += data
+            elif kind == _EV_TIMER:
                 handle = self._timers.pop(ints[i + 2], None)
                 if handle is not None:
                     handle._scheduled = False
                     ready.append(handle)
-            elif kind == _EV_DATA:
-                stream = self._streams.get(ints[i + 1])
-                if stream is not None:
-                    off = ints[i + 3]
-                    stream._data_event(self._arena[off:off + ints[i + 2]].tobytes())
             elif kind == _EV_IO:
                 fd = ints[i + 1]
                 mask = ints[i + 2]

@@ -130,15 +130,6 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         if not self._closing and not self._paused and self._fd >= 0:
             lib.loop_stream_read_start(self._cloop, self._fd)
 
-    def _data_event(self, data):
-        # Called while the loop dispatches; delivery runs as a ready
-        # callback, in asyncio's order.
-        if self._pending is None:
-            self._pending = data
-            self._loop._ready.append(self._read_handle)
-        else:
-            self._pending += data
-
     def _stream_event(self, kind, arg):
         self._loop._call_soon(self._on_stream_event, (kind, arg), None)
 
