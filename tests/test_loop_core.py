@@ -403,9 +403,10 @@ def test_many_timers_with_cancellation(loop):
     loop.call_later(0.05, loop.stop)
     loop.run_forever()
     assert sorted(fired) == sorted(set(range(5000)) - cancelled)
-    # Fired in deadline order.
+    # Fired in deadline order, at the C clock's resolution (1 ns: deadlines
+    # less than a nanosecond apart are equal, and keep scheduling order).
     whens = [handles[i].when() for i in fired]
-    assert whens == sorted(whens)
+    assert all(a <= b + 1e-9 for a, b in zip(whens, whens[1:]))
 
 
 def test_io_callbacks_run_before_timers_in_same_iteration(loop):
