@@ -37,7 +37,7 @@ TEST_HDRS := tests/c/ctest.h $(LIBDIR)/casyncio.h
 
 .PHONY: all lib ffi asan ctest ctest-asan valgrind check clean
 
-all: lib ffi
+all: lib ffi loadgen
 
 lib: $(LIB)
 
@@ -100,10 +100,13 @@ valgrind: $(TEST_BINS)
 	        --errors-for-leak-kinds=definite $$t || fail=1; \
 	done; exit $$fail
 
-# The README's test command.  pytest runs against the installed package
-# (pip install .) or, without one, the in-place build of `make`.
+# The README's test command.  `python -m pytest` from the repository root
+# imports the package built in place by `make`.
 check: ctest
 	$(PYTHON) -m pytest -q
 
 clean:
-	rm -rf build $(LIB)
+	rm -rf build $(LIB) py_async_lib/libcasyncio.so py_async_lib/_casyncio*.so
+
+# The benchmarks' load generator (make loadgen).
+include benchmarks/loadgen.mk

@@ -1,0 +1,31 @@
+# benchmarks/loadgen.mk -- builds the benchmark load generator.
+#
+# Included by the top-level Makefile (`include benchmarks/loadgen.mk`):
+#
+#   make loadgen         build/loadgen from benchmarks/loadgen.c
+#   make loadgen-clean   remove it
+#
+# Paths are relative to the directory make runs in (the repository root).
+# Including this file never changes the includer's default goal, whether it
+# is included before or after the includer's first rule.
+
+_LOADGEN_SAVED_GOAL := $(.DEFAULT_GOAL)
+
+LOADGEN_SRC    := $(patsubst ./%,%,$(dir $(lastword $(MAKEFILE_LIST)))loadgen.c)
+LOADGEN_BIN    := build/loadgen
+LOADGEN_CC     ?= $(if $(filter default,$(origin CC)),gcc,$(CC))
+LOADGEN_CFLAGS ?= -O2 -Wall -Wextra -Werror
+LOADGEN_LIBS   ?= -pthread
+
+.PHONY: loadgen loadgen-clean
+
+loadgen: $(LOADGEN_BIN)
+
+$(LOADGEN_BIN): $(LOADGEN_SRC) $(lastword $(MAKEFILE_LIST))
+	@mkdir -p $(dir $@)
+	$(LOADGEN_CC) $(LOADGEN_CFLAGS) -o $@ $< $(LOADGEN_LIBS)
+
+loadgen-clean:
+	rm -f $(LOADGEN_BIN)
+
+.DEFAULT_GOAL := $(_LOADGEN_SAVED_GOAL)

@@ -1,0 +1,680 @@
+"""Throughput benchmark: py_async_lib vs uvloop vs stdlib asyncio.
+
+Run from the repository root::
+
+    PYTHONPATH=. python -m benchmarks.throughput              # full run, table
+    PYTHONPATH=. python -m benchmarks.throughput --quick      # CI smoke (~30 s)
+    PYTHONPATH=. python -m benchmarks.throughput --only echo_protocol_1k,tasks_sleep0
+    PYTHONPATH=. python -m benchmarks.throughput --loops asyncio,uvloop
+    PYTHONPATH=. python -m benchmarks.throughput --json            # JSON on stdout
+    PYTHONPATH=. python -m benchmarks.throughput --json out.json   # table + JSON file
+    PYTHONPATH=. python -m benchmarks.throughput --plot ratios.png # bar chart
+    PYTHONPATH=. python -m benchmarks.throughput --repeat 3        # best of 3
+    PYTHONPATH=. python -m benchmarks.throughput --list            # workloads
+
+Every workload runs on every selected loop: ``asyncio`` (an
+asyncio.SelectorEventLoop), ``uvloop`` (when importable) and ``py_async_lib``
+(when ``import py_async_lib`` works and provides ``new_event_loop()``).  Each
+(workload, loop) pair runs in its own fresh child process
+(``python -m benchmarks.throughput --child WORKLOAD LOOP`` prints one JSON
+line), so loops cannot disturb each other and a crash or hang in one loop is
+reported as an error for that pair while the run goes on.  A measurement is a
+warm-up (--warmup, default 0.25 s) followed by --duration seconds (default
+1.5 s); the default full run (13 workloads x 3 loops) takes about 2 minutes
+on a 2-core machine.  uvloop and matplotlib are bench-only dependencies
+(``pip install uvloop matplotlib``).
+
+The table shows operations per second per loop, then the ratios
+``py_async_lib/asyncio`` and ``py_async_lib/uvloop`` (above 1.00x means
+py_async_lib is faster), plus ``uvloop/asyncio`` for reference, and a geometric
+mean row.  The exit status is 1 if any measurement failed.
+
+Workloads (what one "operation" is, in brackets)
+------------------------------------------------
+Loop-level; each repeats a fixed-size round until the duration has passed:
+
+call_soon_chain     one callback that re-schedules itself with loop.call_soon,
+                    10k times per round [callbacks run].  Cost of one
+                    schedule + dispatch with a ready queue of length 1.
+call_soon_burst     10k callbacks scheduled with call_soon at once, then run
+                    [callbacks run].  Ready-queue throughput in bulk.
+call_later_timers   10k loop.call_later timers with random delays of 0-1 ms
+                    (same seeded schedule for every loop), 10 % cancelled
+                    right away; the round ends when the rest have fired
+                    [timers fired + cancelled].  Timer heap and cancellation.
+tasks_sleep0        50k tasks each doing ``await asyncio.sleep(0)`` 3 times,
+                    gathered [sleep(0) yields].  Task creation, stepping and
+                    gather; 50k live tasks at once.
+future_pingpong     two tasks handing control to each other through futures
+                    [hand-offs].  Future completion -> task wake-up latency.
+
+Network; the server runs in the loop under test, the load comes from a
+separate C process (benchmarks/loadgen.c) with --connections connections
+(default 16), each sending one request and waiting for the whole response
+before sending the next [requests answered].  16 connections keep a Python
+server busy (with only 4 the server idles between round trips and the test
+measures wake-up latency rather than throughput).  The warm-up runs on its
+own connections, which are closed before the measured ones open: a fresh
+server process can stay slow for the whole life of the first connections
+it accepts.
+
+echo_protocol_1k/64k  asyncio.Protocol echo server on 127.0.0.1, 1 KiB / 64 KiB.
+echo_streams_1k/64k   asyncio.start_server with StreamReader/StreamWriter echo.
+echo_sock_1k/64k      echo with loop.sock_accept / sock_recv / sock_sendall.
+echo_unix_1k          asyncio.Protocol echo over a Unix socket, 1 KiB.
+http_keepalive        minimal HTTP/1.1 keep-alive server as an asyncio.Protocol
+                      (request line + headers to the blank line, 200 OK with a
+                      small body), load generator in --http mode.
+
+Noise and how it is reported
+----------------------------
+When at least 2 CPUs are available the child process is pinned to one CPU and
+the load generator to the others (--no-pin to disable), which makes network
+numbers much steadier.  Every measurement records how long its processes sat
+runnable but waiting for a CPU (from /proc/thread-self/schedstat:
+``cpu_wait`` for loop workloads, ``server_wait``/``loadgen_wait`` for network
+ones); above 5 % the number is marked with ``*`` in the table, because other
+load on the machine (a parallel build or test run) took CPU from the
+benchmark and the result is mostly noise.  A warning is also printed when the
+machine is busy before the run starts.  ``--repeat N`` measures each pair N
+times, interleaving the loops, and keeps the best (all samples are in the
+JSON).  For network workloads the JSON also records ``server_cpu`` and
+``loadgen_cpu`` (CPU seconds per wall second); a ``loadgen_cpu`` near 1.0
+means the load generator, not the loop, was the limit, and a note is
+printed.  With 64 KiB messages on a 2-core machine both sides mostly do
+kernel copies, so those ratios are compressed towards 1.
+
+The load generator is built on demand with ``cc`` into build/loadgen (or
+~/.cache/py_async_lib/loadgen if that is not writable) when missing or older
+than loadgen.c; ``make loadgen`` (benchmarks/loadgen.mk) builds the same
+binary, and $PY_ASYNC_LIB_LOADGEN overrides the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from benchmarks.loops import (BASELINE, LOOP_NAMES, OURS, RIVAL,
+                              get_loop_factory, loop_version, probe)
+from benchmarks.workloads import WORKLOADS, RunOptions, ensure_loadgen
+
+DEFAULT_DURATION = 1.5
+DEFAULT_WARMUP = 0.25
+QUICK_DURATION = 0.25
+QUICK_WARMUP = 0.05
+LOADGEN_SATURATED = 0.9
+DEFAULT_CONNECTIONS = 16
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------
+# child side
+# --------------------------------------------------------------------------
+
+
+def _cpus() -> List[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return []
+
+
+def child_main(args: argparse.Namespace) -> int:
+    workload_name, loop_name = args.child
+    record: Dict[str, Any] = {"workload": workload_name, "loop": loop_name}
+    try:
+        workload = WORKLOADS[workload_name]
+        options = RunOptions(duration=args.duration, warmup=args.warmup,
+                             connections=args.connections, loadgen=args.loadgen)
+        cpus = _cpus()
+        if args.pin and len(cpus) >= 2:
+            os.sched_setaffinity(0, {cpus[0]})
+            options.loadgen_cpus = cpus[1:]
+        factory = get_loop_factory(loop_name)
+        loop = factory()
+        asyncio.set_event_loop(loop)
+        try:
+            result = workload.run(loop, options)
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            except Exception:
+                pass
+            asyncio.set_event_loop(None)
+            loop.close()
+        record.update(result)
+        record["ops_per_sec"] = result["ops"] / result["seconds"] if result["seconds"] > 0 else 0.0
+        record["version"] = loop_version(loop_name)
+    except Exception as exc:
+        traceback.print_exc()
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        print(json.dumps(record), flush=True)
+        return 1
+    print(json.dumps(record), flush=True)
+    return 0
+
+
+def probe_main(name: str) -> int:
+    ok, info = probe(name)
+    print(json.dumps({"loop": name, "available": ok, "info": info}), flush=True)
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------
+# parent side
+# --------------------------------------------------------------------------
+
+
+def _child_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def probe_loop(name: str) -> Tuple[bool, str]:
+    """Check in a child process that loop *name* works (a crash is survivable)."""
+    cmd = [sys.executable, "-m", "benchmarks.throughput", "--probe", name]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_child_env())
+    except subprocess.TimeoutExpired:
+        return False, "probe timed out"
+    for line in reversed(proc.stdout.strip().splitlines()):
+        try:
+            rec = json.loads(line)
+            return bool(rec["available"]), str(rec["info"])
+        except (ValueError, KeyError):
+            continue
+    return False, f"probe exited {proc.returncode}: {_tail(proc.stderr, 3)}"
+
+
+def run_child(workload: str, loop: str, args: argparse.Namespace,
+              loadgen: Optional[str]) -> Dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.throughput", "--child", workload, loop,
+           "--duration", repr(args.duration), "--warmup", repr(args.warmup),
+           "--connections", str(args.connections)]
+    if loadgen:
+        cmd += ["--loadgen", loadgen]
+    if not args.pin:
+        cmd.append("--no-pin")
+    timeout = 60 + 10 * (args.duration + args.warmup)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=_child_env())
+    except subprocess.TimeoutExpired:
+        return {"workload": workload, "loop": loop, "error": f"timed out after {timeout:.0f} s"}
+    record: Optional[Dict[str, Any]] = None
+    for line in reversed(proc.stdout.strip().splitlines()):
+        try:
+            record = json.loads(line)
+            break
+        except ValueError:
+            continue
+    if record is None:
+        how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+               else f"exited {proc.returncode}")
+        record = {"workload": workload, "loop": loop,
+                  "error": f"child {how} without a result: {_tail(proc.stderr)}"}
+    elif proc.returncode != 0 and "error" not in record:
+        record["error"] = f"child exited {proc.returncode}: {_tail(proc.stderr)}"
+    if "error" in record and proc.stderr.strip():
+        record["stderr"] = _tail(proc.stderr, 20)
+    return record
+
+
+def machine_busy(interval: float = 0.5) -> Optional[float]:
+    """Fraction of all CPUs busy over *interval* seconds (None if unknown)."""
+    def sample() -> Tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]), idle
+    try:
+        t0, i0 = sample()
+        time.sleep(interval)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (i1 - i0) / (t1 - t0) if t1 > t0 else None
+
+
+def best_of(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+    good = [s for s in samples if "error" not in s]
+    if not good:
+        rec = dict(samples[-1])
+    else:
+        rec = dict(max(good, key=lambda s: s["ops_per_sec"]))
+        if len(good) < len(samples):
+            rec["failed_samples"] = [s["error"] for s in samples if "error" in s]
+    if len(samples) > 1:
+        rec["samples"] = [s.get("ops_per_sec") for s in samples]
+    return rec
+
+
+#: a measurement whose processes waited for a CPU longer than this fraction
+#: of the time is flagged as disturbed by other load on the machine
+CONTENTION_LIMIT = 0.05
+
+
+def cpu_wait(rec: Dict[str, Any]) -> Optional[float]:
+    """Largest run-queue wait fraction recorded for a measurement."""
+    extra = rec.get("extra") or {}
+    waits = [extra.get(k) for k in ("cpu_wait", "server_wait", "loadgen_wait")]
+    waits = [w for w in waits if isinstance(w, (int, float))]
+    return max(waits) if waits else None
+
+
+def fmt_ops(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def fmt_ratio(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def ratio(results: Dict[str, Dict[str, Any]], a: str, b: str) -> Optional[float]:
+    ra, rb = results.get(a), results.get(b)
+    if not ra or not rb or "error" in ra or "error" in rb:
+        return None
+    if not rb.get("ops_per_sec"):
+        return None
+    return ra["ops_per_sec"] / rb["ops_per_sec"]
+
+
+def geomean(values: Sequence[Optional[float]]) -> Optional[float]:
+    vals = [v for v in values if v]
+    if not vals:
+        return None
+    return math.exp(sum(math.log(v) for v in vals) / len(vals))
+
+
+RATIO_PAIRS = [(OURS, BASELINE), (OURS, RIVAL), (RIVAL, BASELINE)]
+
+
+def build_report(args: argparse.Namespace, workloads: List[str], loops: List[str],
+                 loop_info: Dict[str, Dict[str, Any]],
+                 results: Dict[str, Dict[str, Dict[str, Any]]], wall: float) -> Dict[str, Any]:
+    ratios: Dict[str, Dict[str, Optional[float]]] = {}
+    for w in workloads:
+        ratios[w] = {f"{a}/{b}": ratio(results[w], a, b) for a, b in RATIO_PAIRS
+                     if a in loops and b in loops}
+    keys = sorted({k for r in ratios.values() for k in r})
+    gm = {k: geomean([ratios[w].get(k) for w in workloads]) for k in keys}
+    return {
+        "schema": 1,
+        "meta": {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "connections": args.connections,
+            "pinned": args.pin,
+            "quick": args.quick,
+            "wall_seconds": round(wall, 1),
+        },
+        "loops": loop_info,
+        "workloads": {w: {"kind": WORKLOADS[w].kind, "unit": WORKLOADS[w].unit,
+                          "description": WORKLOADS[w].description} for w in workloads},
+        "results": results,
+        "ratios": ratios,
+        "geomean": gm,
+    }
+
+
+def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout) -> None:
+    workloads = list(report["workloads"])
+    measured = [l for l in loops if report["loops"][l]["available"]]
+    ratio_keys = [f"{a}/{b}" for a, b in RATIO_PAIRS if a in loops and b in loops]
+    ratio_titles = {f"{OURS}/{BASELINE}": "ours/asyncio", f"{OURS}/{RIVAL}": "ours/uvloop",
+                    f"{RIVAL}/{BASELINE}": "(uvloop/asyncio)"}
+    header = ["workload"] + [f"{l} ops/s" for l in loops] + [ratio_titles[k] for k in ratio_keys]
+    rows: List[List[str]] = []
+    for w in workloads:
+        row = [w]
+        for l in loops:
+            r = report["results"][w].get(l)
+            if l not in measured:
+                row.append("n/a")
+            elif r is None or "error" in r:
+                row.append("ERROR")
+            else:
+                wait = cpu_wait(r)
+                flag = "*" if wait is not None and wait > CONTENTION_LIMIT else ""
+                row.append(fmt_ops(r["ops_per_sec"]) + flag)
+        row += [fmt_ratio(report["ratios"][w].get(k)) for k in ratio_keys]
+        rows.append(row)
+    rows.append(["geomean"] + [""] * len(loops) + [fmt_ratio(report["geomean"].get(k))
+                                                   for k in ratio_keys])
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+
+    def line(cells: List[str]) -> str:
+        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
+                         for i, c in enumerate(cells))
+
+    meta = report["meta"]
+    print(f"py_async_lib throughput benchmark -- Python {meta['python']}, "
+          f"{meta['cpu_count']} CPUs, {meta['duration']} s per measurement"
+          f"{' (quick)' if meta['quick'] else ''}", file=out)
+    print(line(header), file=out)
+    print(line(["-" * w for w in widths]), file=out)
+    for r in rows[:-1]:
+        print(line(r), file=out)
+    print(line(["-" * w for w in widths]), file=out)
+    print(line(rows[-1]), file=out)
+
+    notes = []
+    disturbed = [(w, l, cpu_wait(r)) for w in workloads for l, r in report["results"][w].items()
+                 if "error" not in r and (cpu_wait(r) or 0) > CONTENTION_LIMIT]
+    if disturbed:
+        worst = max(d[2] for d in disturbed)
+        notes.append(f"* {len(disturbed)} measurement(s) waited for a CPU more than "
+                     f"{CONTENTION_LIMIT:.0%} of the time (worst {worst:.0%}): other load on "
+                     "the machine; treat them as noise and re-run on an idle machine")
+    for l in loops:
+        info = report["loops"][l]
+        if not info["available"]:
+            notes.append(f"{l}: not measured ({info['info']})")
+        else:
+            notes.append(f"{l}: {info['info']}")
+    for w in workloads:
+        for l in loops:
+            r = report["results"][w].get(l)
+            if not r:
+                continue
+            if "error" in r:
+                notes.append(f"ERROR {w} on {l}: {r['error']}")
+            elif r.get("extra", {}).get("loadgen_cpu", 0) >= LOADGEN_SATURATED:
+                notes.append(f"{w} on {l}: load generator used {r['extra']['loadgen_cpu']:.2f} "
+                             "CPU; the number may be capped by it")
+    if notes:
+        print("", file=out)
+        for n in notes:
+            print(f"  {n}", file=out)
+
+
+def write_plot(report: Dict[str, Any], loops: List[str], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    measured = [l for l in loops if report["loops"][l]["available"]
+                and any(l in results[w] and "error" not in results[w][l] for w in results)]
+    workloads = [w for w in report["workloads"]
+                 if any(l in results[w] and "error" not in results[w][l] for l in measured)]
+    meta = report["meta"]
+    footer = (f"Python {meta['python']} on {meta['machine']}, {meta['cpu_count']} CPUs, "
+              f"{meta['duration']} s per measurement{' (quick)' if meta['quick'] else ''}, "
+              f"{meta['date']}")
+    colors = {"asyncio": "#9e9e9e", "uvloop": "#ff9800", "py_async_lib": "#1f77b4"}
+
+    if len(measured) < 2:
+        # nothing to compare: absolute throughput
+        fig, ax = plt.subplots(figsize=(max(8, 0.8 * len(workloads) + 3), 5))
+        vals = [results[w][measured[0]]["ops_per_sec"] if measured else 0 for w in workloads]
+        bars = ax.bar(range(len(workloads)), vals,
+                      color=colors.get(measured[0] if measured else "", "C0"),
+                      edgecolor="black", linewidth=0.4)
+        for bar, v in zip(bars, vals):
+            ax.annotate(f"{v:,.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        xytext=(0, 2), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=7.5)
+        ax.set_yscale("log")
+        positive = [v for v in vals if v > 0]
+        if positive:  # whole decades, so bar heights compare honestly
+            ax.set_ylim(10 ** math.floor(math.log10(min(positive))),
+                        10 ** math.ceil(math.log10(max(positive) * 1.5)))
+        ax.set_ylabel("operations per second (log scale)")
+        ax.set_title(f"Throughput of {measured[0] if measured else 'nothing'}")
+        ax.set_xticks(range(len(workloads)))
+        ax.set_xticklabels(workloads, rotation=30, ha="right")
+        fig.text(0.01, 0.01, footer, fontsize=8, color="#555555")
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
+
+    base = BASELINE if BASELINE in measured else measured[0]
+    others = [l for l in measured if l != base]
+    panels: List[Tuple[str, List[Tuple[str, str]]]] = [
+        (f"Throughput relative to {base} (higher is better; {base} = 1.0)",
+         [(l, base) for l in others])]
+    if OURS in measured and RIVAL in measured and base != RIVAL:
+        panels.append((f"{OURS} relative to {RIVAL} (above 1.0: {OURS} is faster)",
+                       [(OURS, RIVAL)]))
+
+    def disturbed(rec: Optional[Dict[str, Any]]) -> bool:
+        return bool(rec) and (cpu_wait(rec) or 0) > CONTENTION_LIMIT
+
+    any_disturbed = False
+    groups = workloads + ["geomean"]
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False,
+                             figsize=(max(10, 0.95 * len(groups) + 3), 4.6 * len(panels)))
+    for ax, (title, pairs) in zip(axes[:, 0], panels):
+        width = 0.8 / len(pairs)
+        ymax = 1.0
+        for i, (a, b) in enumerate(pairs):
+            vals = [ratio(results[w], a, b) for w in workloads]
+            vals.append(geomean(vals))
+            xs = [g + (i - (len(pairs) - 1) / 2) * width for g in range(len(groups))]
+            heights = [v if v is not None else 0 for v in vals]
+            label = f"{a} / {b}"
+            bars = ax.bar(xs, heights, width * 0.92, label=label,
+                          color=colors.get(a, f"C{i}"), edgecolor="black", linewidth=0.4)
+            pair_disturbed = False
+            for bar, w in zip(bars, workloads):
+                if disturbed(results[w].get(a)) or disturbed(results[w].get(b)):
+                    bar.set_hatch("///")
+                    bar.set_alpha(0.55)
+                    pair_disturbed = any_disturbed = True
+            if pair_disturbed:  # the geomean bar inherits the doubt
+                bars[-1].set_hatch("///")
+                bars[-1].set_alpha(0.55)
+            for bar, v in zip(bars, vals):
+                ax.annotate("n/a" if v is None else f"{v:.2f}",
+                            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            xytext=(0, 2), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=7.5)
+            ymax = max([ymax] + [v for v in vals if v is not None])
+        ax.axhline(1.0, color="black", linewidth=1, linestyle="--")
+        ax.axvline(len(workloads) - 0.5, color="#bbbbbb", linewidth=0.8)
+        ax.set_ylim(0, ymax * 1.3)  # headroom for the value labels and the legend
+        ax.set_ylabel("ratio of operations/s")
+        ax.set_title(title, fontsize=11)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(groups, rotation=30, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.legend(loc="upper center", ncol=len(pairs), fontsize=9, framealpha=0.95)
+    fig.suptitle("py_async_lib event loop benchmark", fontsize=13)
+    if any_disturbed:
+        footer += (f"\nhatched bars: a measurement waited for a CPU > "
+                   f"{CONTENTION_LIMIT:.0%} of the time (other load on the machine), "
+                   "treat as noise")
+    fig.text(0.01, 0.005, footer, fontsize=8, color="#555555")
+    fig.tight_layout(rect=(0, 0.05 if any_disturbed else 0.025, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.throughput",
+        description="Operations per second of asyncio, uvloop and py_async_lib event loops "
+                    "on a set of workloads, each (workload, loop) in a fresh subprocess.",
+        epilog="Workloads: " + ", ".join(WORKLOADS) + ".  See --list and the module "
+               "docstring (benchmarks/throughput.py) for what each one measures.")
+    p.add_argument("--quick", action="store_true",
+                   help=f"short runs for a CI smoke test ({QUICK_DURATION} s per measurement, "
+                        f"{QUICK_WARMUP} s warm-up)")
+    p.add_argument("--duration", type=float, default=None, metavar="SEC",
+                   help=f"measured seconds per (workload, loop) (default {DEFAULT_DURATION})")
+    p.add_argument("--warmup", type=float, default=None, metavar="SEC",
+                   help=f"warm-up seconds before each measurement (default {DEFAULT_WARMUP})")
+    p.add_argument("--only", metavar="NAME[,NAME]",
+                   help="run only these workloads (comma-separated)")
+    p.add_argument("--loops", metavar="LOOP[,LOOP]",
+                   help=f"loops to compare (default: {','.join(LOOP_NAMES)}; unavailable "
+                        "ones are reported and skipped)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="machine-readable results: `--json` alone prints JSON to stdout "
+                        "instead of the table; `--json FILE` writes it to FILE and still "
+                        "prints the table")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="write a bar chart of the ratios per workload (needs matplotlib)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="measure each (workload, loop) N times, interleaving the loops, and "
+                        "keep the best (all samples go to the JSON); helps on a noisy machine")
+    p.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS, metavar="N",
+                   help="load generator connections for network workloads "
+                        f"(default {DEFAULT_CONNECTIONS})")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="do not pin the loop process and the load generator to separate CPUs")
+    p.add_argument("--loadgen", metavar="PATH",
+                   help="load generator binary (default: build/loadgen, built on demand)")
+    p.add_argument("--list", action="store_true", help="list workloads and exit")
+    p.add_argument("--child", nargs=2, metavar=("WORKLOAD", "LOOP"), help=argparse.SUPPRESS)
+    p.add_argument("--probe", metavar="LOOP", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = QUICK_DURATION if args.quick else DEFAULT_DURATION
+    if args.warmup is None:
+        args.warmup = QUICK_WARMUP if args.quick else DEFAULT_WARMUP
+    if args.duration <= 0 or args.warmup < 0:
+        p.error("--duration must be > 0 and --warmup >= 0")
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    if args.connections < 1:
+        p.error("--connections must be >= 1")
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in WORKLOADS]
+        if unknown:
+            p.error(f"unknown workload(s): {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
+        args.workloads = [w for w in WORKLOADS if w in names]
+    else:
+        args.workloads = list(WORKLOADS)
+    if args.loops:
+        loops = [n.strip() for n in args.loops.split(",") if n.strip()]
+        unknown = [n for n in loops if n not in LOOP_NAMES]
+        if unknown:
+            p.error(f"unknown loop(s): {', '.join(unknown)}; known: {', '.join(LOOP_NAMES)}")
+        args.loop_names = [l for l in LOOP_NAMES if l in loops]
+    else:
+        args.loop_names = list(LOOP_NAMES)
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args)
+    if args.probe:
+        return probe_main(args.probe)
+    if args.list:
+        for w in WORKLOADS.values():
+            print(f"{w.name:<18} [{w.unit}] {w.description}")
+        return 0
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    loops: List[str] = args.loop_names
+    loop_info: Dict[str, Dict[str, Any]] = {}
+    for name in loops:
+        ok, info = probe_loop(name)
+        loop_info[name] = {"available": ok, "info": info}
+        if not ok:
+            log(f"note: skipping {name}: {info}")
+    usable = [l for l in loops if loop_info[l]["available"]]
+
+    loadgen: Optional[str] = args.loadgen
+    loadgen_error: Optional[str] = None
+    if any(WORKLOADS[w].kind == "net" for w in args.workloads) and not loadgen:
+        try:
+            loadgen = ensure_loadgen(log)
+        except RuntimeError as exc:
+            loadgen_error = str(exc)
+            log(f"note: network workloads will fail: {exc}")
+
+    busy = machine_busy()
+    if busy is not None and busy > 0.15:
+        log(f"warning: {busy:.0%} of the CPUs are busy with other work before starting; "
+            "results will be noisy (consider --repeat 3)")
+
+    samples: Dict[str, Dict[str, List[Dict[str, Any]]]] = {
+        w: {l: [] for l in usable} for w in args.workloads}
+    total = len(args.workloads) * len(usable) * args.repeat
+    i = 0
+    for w in args.workloads:
+        for rep in range(args.repeat):
+            for l in usable:
+                i += 1
+                prefix = f"[{i}/{total}] {w} on {l}"
+                if args.repeat > 1:
+                    prefix += f" (run {rep + 1}/{args.repeat})"
+                prefix += " ..."
+                if sys.stderr.isatty():
+                    print(prefix, end="", file=sys.stderr, flush=True)
+                if WORKLOADS[w].kind == "net" and loadgen_error:
+                    rec = {"workload": w, "loop": l,
+                           "error": f"no load generator: {loadgen_error}"}
+                else:
+                    rec = run_child(w, l, args, loadgen)
+                samples[w][l].append(rec)
+                outcome = ("ERROR: " + rec["error"].splitlines()[0][:200] if "error" in rec
+                           else f"{fmt_ops(rec['ops_per_sec'])} ops/s")
+                if sys.stderr.isatty():
+                    print(f" {outcome}", file=sys.stderr, flush=True)
+                else:
+                    log(f"{prefix} {outcome}")
+    results = {w: {l: best_of(s) for l, s in per.items()} for w, per in samples.items()}
+
+    report = build_report(args, args.workloads, loops, loop_info, results,
+                          time.perf_counter() - started)
+    report["meta"]["repeat"] = args.repeat
+    report["meta"]["cpu_busy_before"] = None if busy is None else round(busy, 3)
+
+    if args.json == "-":
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_table(report, loops)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+            print(f"\nJSON results written to {args.json}")
+    if args.plot:
+        try:
+            write_plot(report, loops, args.plot)
+            log(f"plot written to {args.plot}")
+        except ImportError as exc:
+            log(f"error: --plot needs matplotlib ({exc}); pip install matplotlib")
+            return 1
+    failed = any("error" in r for per in results.values() for r in per.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
