@@ -24,9 +24,16 @@ def new_event_loop():
 class EventLoopPolicy(asyncio.unix_events.DefaultEventLoopPolicy):
     """asyncio's Unix policy, whose loops are py_async_lib's.
 
-    It keeps the child-watcher API of the policy it extends, for code that
-    uses it; our loops do not need a watcher (they see children exit
-    through pidfds)."""
+    Our loops see their children exit through pidfds and need no child
+    watcher.  The child-watcher API stays for code that uses it: a watcher
+    the application installs itself with set_child_watcher() is used, as
+    asyncio would."""
+
+    _explicit_child_watcher = None
+
+    def set_child_watcher(self, watcher):
+        super().set_child_watcher(watcher)
+        self._explicit_child_watcher = watcher
 
     _loop_factory = EventLoop
 

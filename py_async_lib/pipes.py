@@ -1,0 +1,288 @@
+"""Pipe transports: what connect_read_pipe() and connect_write_pipe() return.
+
+They take pipes, FIFOs, ptys and other character devices, and sockets passed
+as pipes, and do their I/O as C streams (transports.StreamTransport): the C
+loop reads the fd into its arena while reading is on, and write() hands the
+bytes to loop_write(), which writes at once and buffers only the rest, with
+the usual flow control.  Behaviour follows asyncio's unix_events pipe
+transports: the same checks and errors, get_extra_info('pipe'), the same
+eof_received()/connection_lost() order.
+
+A write pipe has no reads of its own, so readability of its fd only ever
+means that the other end went away: for a pipe or FIFO the kernel reports
+an error condition (the read() the C loop then tries fails), for a socket
+the peer's EOF or data.  The write transport therefore turns reading on for
+pipes, FIFOs and sockets (as asyncio watches them for readability) and takes
+any read-side event as "closed by the peer".
+"""
+import errno
+import os
+import stat
+
+from asyncio import constants
+from asyncio.log import logger
+
+from ._binding import NULL, ffi, lib, os_error
+from .transports import StreamTransport
+
+__all__ = ["ReadPipeTransport", "WritePipeTransport"]
+
+_EV_EOF = lib.LOOP_EV_EOF
+_EV_ERROR = lib.LOOP_EV_ERROR
+_EV_DRAINED = lib.LOOP_EV_DRAINED
+_EV_RESUME = lib.LOOP_EV_RESUME
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+class _PipeTransport(StreamTransport):
+    """What both pipe transports share.
+
+    StreamTransport calls its file object `_sock`; asyncio's pipe transports
+    call it `_pipe` (and code, CPython's tests included, reads and resets
+    that attribute), so `_pipe` is the same slot under asyncio's name."""
+
+    # connection_lost() is scheduled.  Kept apart from _conn_lost, which
+    # (as in asyncio) also counts writes dropped after the end.
+    _lost = False
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        mode = os.fstat(pipe.fileno()).st_mode
+        # What epoll can watch; not regular files (or directories).
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or
+                stat.S_ISCHR(mode)):
+            raise ValueError(self._refusal)
+        if stat.S_ISSOCK(mode):
+            # recv()/send(MSG_NOSIGNAL): the same bytes, and no SIGPIPE for
+            # programs that do not ignore it.
+            self._stream_flags = lib.LOOP_STREAM_SOCKET
+        self._mode = mode
+        try:
+            super().__init__(loop, pipe, protocol, extra)
+        except BaseException:
+            # The caller keeps its pipe: __del__ must not warn or close it.
+            self._sock = None
+            raise
+        self._extra["pipe"] = pipe
+        self._start(waiter)
+
+    @property
+    def _pipe(self):
+        return self._sock
+
+    @_pipe.setter
+    def _pipe(self, pipe):
+        self._sock = pipe
+
+    @property
+    def _fileno(self):
+        return self._sock_fd
+
+    def _polling(self):
+        """What repr() shows of the C stream's state (a list of words)."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        info = [self.__class__.__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if self._sock is None:
+            info.append("closed")
+        elif self._cloop is None:
+            info.append("open")   # the loop is closed: no state to show
+        else:
+            info.extend(self._polling())
+        return "<{}>".format(" ".join(info))
+
+    def _force_close(self, exc):
+        # Ends the transport now: no more reads, unsent bytes dropped,
+        # connection_lost(exc) on the next iteration.
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._release_stream()
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def abort(self):
+        self._force_close(None)
+
+
+class ReadPipeTransport(_PipeTransport):
+    """The read end of a pipe (or a FIFO, pty, character device, socket)."""
+
+    _refusal = "Pipe transport is for pipes/sockets only."
+
+    def _polling(self):
+        return ["polling" if self.is_reading() else "idle"]
+
+    def _on_stream_event(self, kind, arg):
+        if kind == _EV_EOF:
+            self._on_eof()
+        elif kind == _EV_ERROR:
+            self._fatal_error(os_error(-arg),
+                              "Fatal read error on pipe transport")
+
+    def _on_eof(self):
+        if self._lost:
+            return
+        if self._loop.get_debug():
+            logger.info("%r was closed by peer", self)
+        self._lost = True
+        self._closing = True
+        self._release_stream()
+        # The return value of eof_received() does not matter: a pipe that
+        # gave EOF is done.
+        self._loop.call_soon(self._protocol.eof_received)
+        self._loop.call_soon(self._call_connection_lost, None)
+
+    def close(self):
+        if not self._closing:
+            self._force_close(None)
+
+    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+        # EIO is how a pty master sees its slave side go away: not worth
+        # more than a debug line.
+        if isinstance(exc, OSError) and exc.errno == errno.EIO:
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    # A read transport has no write side.
+
+    def write(self, data):
+        raise NotImplementedError("a read pipe transport cannot write")
+
+    def writelines(self, list_of_data):
+        raise NotImplementedError("a read pipe transport cannot write")
+
+    def write_eof(self):
+        raise NotImplementedError("a read pipe transport cannot write")
+
+    def can_write_eof(self):
+        return False
+
+
+class WritePipeTransport(_PipeTransport):
+    """The write end of a pipe (or a FIFO, pty, character device, socket)."""
+
+    _refusal = ("Pipe transport is only for pipes, sockets and character "
+                "devices")
+
+    def _polling(self):
+        bufsize = self.get_write_buffer_size()
+        return ["polling" if bufsize else "idle", f"bufsize={bufsize}"]
+
+    def _start_reading(self):
+        # Only to notice the reader going away: pipes, FIFOs and sockets
+        # report it as readability; ttys and other devices do not.
+        if (self._closing or self._fd < 0 or
+                not (stat.S_ISFIFO(self._mode) or stat.S_ISSOCK(self._mode))):
+            return
+        lib.loop_stream_read_start(self._cloop, self._fd)
+
+    def is_reading(self):
+        return False
+
+    def pause_reading(self):
+        raise NotImplementedError("a write pipe transport does not read")
+
+    def resume_reading(self):
+        raise NotImplementedError("a write pipe transport does not read")
+
+    # ---- the other end goes away ---------------------------------------
+
+    def _read_ready(self):
+        # Bytes from the other end of a socket passed as a write pipe:
+        # asyncio takes readability itself as the end of the pipe.
+        self._pending = None
+        self._peer_closed()
+
+    def _on_stream_event(self, kind, arg):
+        if kind == _EV_DRAINED:
+            self._on_drained()
+        elif kind == _EV_RESUME:
+            self._maybe_resume_protocol()
+        elif kind == _EV_EOF or kind == _EV_ERROR:
+            # EOF or a failed read (EBADF on the write end of a pipe): the
+            # other end closed.  An error can also be a failed flush, which
+            # _peer_closed() finds.
+            self._peer_closed()
+
+    def _peer_closed(self):
+        if self._lost:
+            return
+        if self._fd >= 0:
+            # A flush that failed (EPIPE...) made the stream drop its
+            # buffer: report that error, as the write did.
+            err = lib.loop_write(self._cloop, self._fd, NULL, 0)
+            if err < 0:
+                self._fatal_error(os_error(err),
+                                  "Fatal write error on pipe transport")
+                return
+        if self._loop.get_debug():
+            logger.info("%r was closed by peer", self)
+        if self.get_write_buffer_size():
+            self._force_close(BrokenPipeError())
+        else:
+            self._force_close(None)
+
+    # ---- writing ---------------------------------------------------------
+
+    def write(self, data):
+        if not isinstance(data, _BYTES_LIKE):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if type(data) is not bytes:
+            data = ffi.from_buffer(data)
+        if not len(data):
+            return
+        if self._conn_lost or self._closing or self._fd < 0:
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("pipe closed by peer or "
+                               "os.write(pipe, data) raised exception.")
+            self._conn_lost += 1
+            return
+        size = lib.loop_write(self._cloop, self._fd, data, len(data))
+        if size > self._high_water and not self._protocol_paused:
+            self._maybe_pause_protocol()
+        elif size < 0:
+            self._conn_lost += 1
+            self._fatal_error(os_error(size),
+                              "Fatal write error on pipe transport")
+
+    def writelines(self, list_of_data):
+        # One write() for all of it, as asyncio's WriteTransport does.
+        self.write(b"".join(list_of_data))
+
+    def _on_drained(self):
+        self._maybe_resume_protocol()
+        if self._closing:
+            self._force_close(None)
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        # A pipe has no half-close: the end of the writes closes it, once
+        # the buffer has drained.
+        if self._closing:
+            return
+        self._closing = True
+        self._eof = True
+        if not self.get_write_buffer_size():
+            self._force_close(None)
+
+    def close(self):
+        if self._sock is not None and not self._closing:
+            self.write_eof()

@@ -1,0 +1,203 @@
+"""Child processes: subprocess_exec()/subprocess_shell() and the pipe
+transports they (and connect_read_pipe()/connect_write_pipe()) use.
+
+The loop learns that a child exited from the C loop, not from a child
+watcher: loop_child_watch() puts a pidfd for the child into epoll, and when
+it becomes readable the C loop reaps the child (waitid on the pidfd) and
+reports LOOP_EV_CHILD, which base_loop turns into a call of the callback
+registered in loop._children.  No SIGCHLD handler, no thread, no policy
+child watcher: a loop can run in any thread and never touches children that
+are not its own.
+
+Where pidfds are missing (kernels before 5.3, valgrind) a thread per child
+blocks in waitpid() instead and hands the status to the loop.
+"""
+import errno
+import os
+import subprocess
+import threading
+
+from asyncio import base_subprocess
+from asyncio.log import logger
+
+from ._binding import NULL, lib
+from .pipes import ReadPipeTransport, WritePipeTransport
+
+__all__ = ["ProcessMethods", "UnixSubprocessTransport"]
+
+# The status asyncio reports for a child whose status someone else took.
+_UNKNOWN_RETURNCODE = 255
+
+
+class UnixSubprocessTransport(base_subprocess.BaseSubprocessTransport):
+    """asyncio's subprocess transport (base_subprocess) on a Popen child."""
+
+    def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
+        # Popen creates the pipes close-on-exec and makes only pass_fds
+        # inheritable; the loop connects their parent ends afterwards.
+        self._proc = subprocess.Popen(
+            args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+            universal_newlines=False, bufsize=bufsize, **kwargs)
+
+    def _child_exited(self, pid, returncode):
+        """Called by the loop once the child has been reaped."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is not None and returncode == _UNKNOWN_RETURNCODE:
+            # Popen reaped it first (poll() in close() or send_signal(),
+            # or the user's wait()), so the C loop found no status: Popen's
+            # is the real one.
+            returncode = proc.returncode
+        else:
+            # From now on Popen knows it is gone (and will not signal a pid
+            # that may already belong to another process).
+            proc.returncode = returncode
+        # Like asyncio: one iteration for the pipes' last callbacks first.
+        self._loop.call_soon(self._process_exited, returncode)
+
+
+def _popen_of(callback):
+    """The Popen object behind a callback of ours, or None."""
+    transport = getattr(callback, "__self__", None)
+    if isinstance(transport, UnixSubprocessTransport):
+        return transport._proc
+    return None
+
+
+def _waitpid(pid, proc):
+    """Blocks until child pid exits; its returncode, or None if someone
+    else reaped it.  Goes through the Popen object when there is one, so
+    that it and the loop agree (Popen serialises its own waits)."""
+    try:
+        if proc is not None:
+            return proc.wait()
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def _reap_in_thread(loop, pid, callback):
+    """Without pidfds: waits for pid in a thread, then callback(pid,
+    returncode) on the loop."""
+    proc = _popen_of(callback)
+
+    def wait():
+        returncode = _waitpid(pid, proc)
+        if returncode is None:
+            returncode = _UNKNOWN_RETURNCODE
+            logger.warning("Unknown child process pid %d, will report "
+                           "returncode 255", pid)
+        try:
+            loop.call_soon_threadsafe(callback, pid, returncode)
+        except RuntimeError:
+            if loop.get_debug():
+                logger.warning("Loop %r that handles pid %r is closed",
+                               loop, pid)
+
+    threading.Thread(target=wait, name=f"py_async_lib-waitpid-{pid}",
+                     daemon=True).start()
+
+
+def _explicit_child_watcher():
+    """The child watcher the application set on our policy with
+    set_child_watcher(), or None (then the loop watches pidfds itself)."""
+    from asyncio import events
+    policy = events._event_loop_policy
+    return getattr(policy, "_explicit_child_watcher", None)
+
+
+def _from_watcher(pid, returncode, loop, transp):
+    # A watcher may call from another thread (ThreadedChildWatcher).
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(transp._child_exited, pid, returncode)
+
+
+class ProcessMethods:
+    """Mixin for the loop: pipe and subprocess transports, child exits."""
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None,
+                                  extra=None):
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None,
+                                   extra=None):
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
+
+    async def _make_subprocess_transport(self, protocol, args, shell,
+                                         stdin, stdout, stderr, bufsize,
+                                         extra=None, **kwargs):
+        watcher = _explicit_child_watcher()
+        if watcher is not None:
+            # The application installed a watcher itself: asyncio would use
+            # it, so we do too (and refuse to spawn if it is inactive).
+            with watcher as watcher:
+                if not watcher.is_active():
+                    raise RuntimeError("asyncio.get_child_watcher() is not "
+                                       "activated, subprocess support is "
+                                       "not installed.")
+                waiter = self.create_future()
+                transp = UnixSubprocessTransport(
+                    self, protocol, args, shell, stdin, stdout, stderr,
+                    bufsize, waiter=waiter, extra=extra, **kwargs)
+                watcher.add_child_handler(
+                    transp.get_pid(), _from_watcher, self, transp)
+        else:
+            waiter = self.create_future()
+            transp = UnixSubprocessTransport(self, protocol, args, shell,
+                                             stdin, stdout, stderr, bufsize,
+                                             waiter=waiter, extra=extra,
+                                             **kwargs)
+            # Nothing ran since Popen returned, so nobody else can have
+            # reaped the child: if it already exited, its pidfd is readable
+            # at once.
+            self._watch_child(transp.get_pid(), transp._child_exited)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    def _watch_child(self, pid, callback):
+        """Arranges for callback(pid, returncode) to run on the loop once
+        child `pid` has exited, the loop having reaped it.
+
+        returncode is asyncio's: the exit status, -signal for a child a
+        signal killed, 255 (with a warning) if its status was taken by
+        someone else before the loop could."""
+        self._check_closed()
+        rc = lib.loop_child_watch(self._cloop, pid, NULL, NULL)
+        if rc == 0:
+            self._children[pid] = callback
+        elif rc in (-errno.ESRCH, -errno.ECHILD):
+            # Already reaped elsewhere (a waitpid(-1) somewhere, SIGCHLD
+            # ignored): the status is gone.
+            logger.warning("Unknown child process pid %d, will report "
+                           "returncode 255", pid)
+            self.call_soon(callback, pid, _UNKNOWN_RETURNCODE)
+        elif rc == -errno.EEXIST:
+            raise RuntimeError(f"child process {pid} is already watched")
+        else:
+            # ENOSYS (no pidfds), EMFILE...: wait in a thread.
+            if self._debug:
+                logger.debug("pidfd watch of pid %d failed (%s), waiting in "
+                             "a thread", pid, os.strerror(-rc))
+            _reap_in_thread(self, pid, callback)
+
+    def close(self):
+        super().close()
+        # Children still running when the loop closes lost their pidfds
+        # with the C loop: threads reap them, so that none stays a zombie.
+        children = self._children
+        if self.is_closed() and children:
+            for pid, callback in list(children.items()):
+                proc = _popen_of(callback)
+                threading.Thread(target=_waitpid, args=(pid, proc),
+                                 name=f"py_async_lib-reap-{pid}",
+                                 daemon=True).start()
+            children.clear()
