@@ -7,7 +7,10 @@ second time, the loop takes asyncio's own functions for them (whatever this
 Python version has), and adds what is ours: the transports whose I/O the C
 loop does.
 """
+import os
+
 from asyncio import constants, selector_events, sslproto, unix_events
+from asyncio.log import logger
 
 from .transports import SocketTransport
 
@@ -23,7 +26,6 @@ _SELECTOR_METHODS = (
     "sock_connect", "_sock_connect", "_sock_connect_cb", "_sock_write_done",
     "sock_accept", "_sock_accept",
     "_start_serving", "_accept_connection", "_accept_connection2",
-    "_stop_serving",
 )
 _UNIX_METHODS = (
     "create_unix_connection", "create_unix_server",
@@ -56,6 +58,24 @@ class SocketMethods:
                         server=server)
         return ssl_protocol._app_transport
 
+
+    def _stop_serving(self, sock):
+        # A listening Unix socket that create_unix_server() made (Python
+        # 3.13 records those, with their inode) is unlinked when its server
+        # closes, unless something else took the path since.
+        ino = self._unix_server_sockets.pop(sock, None)
+        path = sock.getsockname() if ino is not None else None
+        self._remove_reader(sock.fileno())
+        sock.close()
+        if path is not None:
+            try:
+                if os.stat(path).st_ino == ino:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error("Unable to clean up listening UNIX socket "
+                             "%r: %r", path, err)
 
     async def _sendfile_native(self, transp, file, offset, count):
         # sendfile(2) on the transport's socket: the C loop lets go of the

@@ -8,6 +8,7 @@ the kernel did not take.  The transport mirrors asyncio's selector transport
 in behaviour: same callbacks in the same order, same flow control, same
 errors.
 """
+import inspect
 import socket
 import warnings
 
@@ -25,6 +26,25 @@ _EV_DRAINED = lib.LOOP_EV_DRAINED
 _EV_RESUME = lib.LOOP_EV_RESUME
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+
+# Python 3.13's Server tracks its transports: _attach(transport) and
+# _detach(transport); before, both took no argument.
+_SERVER_TRACKS_TRANSPORTS = len(
+    inspect.signature(base_events.Server._attach).parameters) > 1
+
+
+def _server_attach(server, transport):
+    if _SERVER_TRACKS_TRANSPORTS:
+        server._attach(transport)
+    else:
+        server._attach()
+
+
+def _server_detach(server, transport):
+    if _SERVER_TRACKS_TRANSPORTS:
+        server._detach(transport)
+    else:
+        server._detach()
 
 
 class StreamTransport(transports._FlowControlMixin, transports.Transport):
@@ -52,7 +72,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
         self._read_handle = events.Handle(self._read_ready, (), loop, None)
         self.set_protocol(protocol)
         if server is not None:
-            server._attach()
+            _server_attach(server, self)
         loop._transports[fd] = self
 
     def _start(self, waiter):
@@ -377,7 +397,7 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             self._loop = None
             server = self._server
             if server is not None:
-                server._detach()
+                _server_detach(server, self)
                 self._server = None
 
     def __del__(self, _warn=warnings.warn):

@@ -32,6 +32,9 @@ class UnixMethods:
         self._signal_previous = {}    # signum -> handler before ours
         self._signal_socks = None     # (read, write) socketpair, made lazily
         self._previous_wakeup_fd = -1
+        # Listening Unix sockets to unlink on close (Python 3.13's
+        # create_unix_server() fills it; see sockets._stop_serving).
+        self._unix_server_sockets = {}
 
     def close(self):
         super().close()
