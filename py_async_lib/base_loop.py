@@ -10,12 +10,11 @@ read, which _run_once() turns into ready callbacks in asyncio's order (I/O,
 then timers, each run after the callbacks that were already ready).
 """
 import collections
-import math
 import selectors
 import threading
 import weakref
 
-from asyncio import base_events, events
+from asyncio import base_events
 from asyncio.log import logger
 
 from ._binding import NULL, check, ffi, lib, os_error

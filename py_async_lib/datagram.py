@@ -13,8 +13,10 @@ import collections
 import sys
 import warnings
 
-from asyncio import constants, futures, transports, trsock
+from asyncio import constants, futures, transports
 from asyncio.log import logger
+
+from .transports import TransportBase
 
 __all__ = ["DatagramTransport", "DatagramMethods"]
 
@@ -31,28 +33,15 @@ _HEADER_SIZE = 8 if _SEND_EMPTY else 0
 _RECV_BATCH = 16
 
 
-class DatagramTransport(transports._FlowControlMixin,
-                        transports.DatagramTransport):
+class DatagramTransport(TransportBase, transports.DatagramTransport):
     """A UDP (or Unix datagram) socket transport."""
 
     max_size = 256 * 1024   # the largest datagram received
 
-    # Read by __del__, which may run on an instance whose __init__ failed.
-    _sock = None
-
     def __init__(self, loop, sock, protocol, address=None, waiter=None,
                  extra=None):
         super().__init__(extra, loop)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        self._set_socket_extra(sock)
         self._sock = sock
         self._sock_fd = sock.fileno()
         self._protocol = protocol
@@ -253,22 +242,6 @@ class DatagramTransport(transports._FlowControlMixin,
             self._conn_lost += 1
             self._stop_writing()
             self._loop.call_soon(self._call_connection_lost, None)
-
-    def abort(self):
-        self._force_close(None)
-
-    def _fatal_error(self, exc, message="Fatal error on transport"):
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
-        self._force_close(exc)
 
     def _force_close(self, exc):
         if self._conn_lost:

@@ -107,8 +107,6 @@ class _PipeTransport(StreamTransport):
         self._release_stream()
         self._loop.call_soon(self._call_connection_lost, exc)
 
-    def abort(self):
-        self._force_close(None)
 
 
 class ReadPipeTransport(_PipeTransport):
@@ -143,20 +141,10 @@ class ReadPipeTransport(_PipeTransport):
         if not self._closing:
             self._force_close(None)
 
-    def _fatal_error(self, exc, message="Fatal error on pipe transport"):
+    def _is_quiet_error(self, exc):
         # EIO is how a pty master sees its slave side go away: not worth
         # more than a debug line.
-        if isinstance(exc, OSError) and exc.errno == errno.EIO:
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
-        self._force_close(exc)
+        return isinstance(exc, OSError) and exc.errno == errno.EIO
 
     # A read transport has no write side.
 

@@ -9,7 +9,6 @@ in behaviour: same callbacks in the same order, same flow control, same
 errors.
 """
 import inspect
-import socket
 import warnings
 
 from asyncio import base_events, constants, events, futures, protocols
@@ -47,12 +46,51 @@ def _server_detach(server, transport):
         server._detach()
 
 
-class StreamTransport(transports._FlowControlMixin, transports.Transport):
+class TransportBase(transports._FlowControlMixin):
+    """What all our transports share: flow control (asyncio's mixin), the
+    socket keys of get_extra_info(), and how a fatal error is reported."""
+
+    # Read by __del__, which may run on an instance whose __init__ failed.
+    _sock = None
+
+    def _set_socket_extra(self, sock):
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+
+    def _is_quiet_error(self, exc):
+        """Errors that only a debug log line reports (the peer went away),
+        rather than the loop's exception handler."""
+        return isinstance(exc, OSError)
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        if self._is_quiet_error(exc):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def abort(self):
+        self._force_close(None)
+
+
+class StreamTransport(TransportBase, transports.Transport):
     """What socket and pipe transports share: the C stream and its events."""
 
     _stream_flags = 0
-    # Read by __del__, which may run on an instance whose __init__ failed.
-    _sock = None
     _cloop = None
     _fd = -1
 
@@ -356,22 +394,6 @@ class StreamTransport(transports._FlowControlMixin, transports.Transport):
             self._conn_lost += 1
             self._loop.call_soon(self._call_connection_lost, None)
 
-    def abort(self):
-        self._force_close(None)
-
-    def _fatal_error(self, exc, message="Fatal error on transport"):
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
-        self._force_close(exc)
-
     def _force_close(self, exc):
         if self._conn_lost:
             return
@@ -417,16 +439,7 @@ class SocketTransport(StreamTransport):
     def __init__(self, loop, sock, protocol, waiter=None, extra=None,
                  server=None):
         super().__init__(loop, sock, protocol, extra, server)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        self._set_socket_extra(sock)
         # Small writes leave at once instead of waiting for an ACK.
         base_events._set_nodelay(sock)
         self._start(waiter)

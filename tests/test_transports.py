@@ -4,8 +4,6 @@ import gc
 import os
 import resource
 import socket
-import ssl
-import sys
 
 import pytest
 
