@@ -61,19 +61,12 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
 
-    def __repr__(self):
-        info = [self.__class__.__name__]
-        if self._sock is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._sock_fd}")
-        if self._loop is not None and not self._loop.is_closed():
-            info.append("read=polling" if self._reading else "read=idle")
-            state = "polling" if self._writing else "idle"
-            info.append(f"write=<{state}, "
-                        f"bufsize={self.get_write_buffer_size()}>")
-        return "<{}>".format(" ".join(info))
+    def _repr_state(self):
+        if self._loop is None or self._loop.is_closed():
+            return []
+        state = "polling" if self._writing else "idle"
+        return ["read=polling" if self._reading else "read=idle",
+                f"write=<{state}, bufsize={self.get_write_buffer_size()}>"]
 
     # ---- fd watchers -----------------------------------------------------
 
@@ -102,15 +95,6 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
     def set_protocol(self, protocol):
         self._protocol = protocol
         self._protocol_connected = True
-
-    def get_protocol(self):
-        return self._protocol
-
-    def is_closing(self):
-        return self._closing
-
-    def is_reading(self):
-        return not self._closing and not self._paused
 
     def pause_reading(self):
         if not self.is_reading():

@@ -82,20 +82,12 @@ class _PipeTransport(StreamTransport):
         """What repr() shows of the C stream's state (a list of words)."""
         raise NotImplementedError
 
-    def __repr__(self):
-        info = [self.__class__.__name__]
+    def _repr_state(self):
         if self._sock is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._sock_fd}")
-        if self._sock is None:
-            info.append("closed")
-        elif self._cloop is None:
-            info.append("open")   # the loop is closed: no state to show
-        else:
-            info.extend(self._polling())
-        return "<{}>".format(" ".join(info))
+            return []
+        if self._cloop is None:
+            return ["open"]   # the loop is closed: no state to show
+        return self._polling()
 
     def _force_close(self, exc):
         # Ends the transport now: no more reads, unsent bytes dropped,

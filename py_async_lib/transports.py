@@ -65,6 +65,29 @@ class TransportBase(transports._FlowControlMixin):
             except OSError:
                 self._extra["peername"] = None
 
+    def __repr__(self):
+        info = [self.__class__.__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        info.extend(self._repr_state())
+        return "<{}>".format(" ".join(info))
+
+    def _repr_state(self):
+        """The words repr() shows after the fd: polling state, buffer."""
+        return []
+
+    def get_protocol(self):
+        return self._protocol
+
+    def is_closing(self):
+        return self._closing
+
+    def is_reading(self):
+        return not self._closing and not self._paused
+
     def _is_quiet_error(self, exc):
         """Errors that only a debug log line reports (the peer went away),
         rather than the loop's exception handler."""
@@ -121,19 +144,13 @@ class StreamTransport(TransportBase, transports.Transport):
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
 
-    def __repr__(self):
-        info = [self.__class__.__name__]
-        if self._sock is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._sock_fd}")
-        if self._cloop is not None and self._fd >= 0:
-            info.append("read=polling" if self.is_reading() else "read=idle")
-            bufsize = self.get_write_buffer_size()
-            state = "polling" if bufsize else "idle"
-            info.append(f"write=<{state}, bufsize={bufsize}>")
-        return "<{}>".format(" ".join(info))
+    def _repr_state(self):
+        if self._cloop is None or self._fd < 0:
+            return []
+        bufsize = self.get_write_buffer_size()
+        state = "polling" if bufsize else "idle"
+        return ["read=polling" if self.is_reading() else "read=idle",
+                f"write=<{state}, bufsize={bufsize}>"]
 
     # ---- the C stream ----------------------------------------------------
 
@@ -207,15 +224,6 @@ class StreamTransport(TransportBase, transports.Transport):
         self._buffered = isinstance(protocol, protocols.BufferedProtocol)
         self._protocol = protocol
         self._protocol_connected = True
-
-    def get_protocol(self):
-        return self._protocol
-
-    def is_closing(self):
-        return self._closing
-
-    def is_reading(self):
-        return not self._closing and not self._paused
 
     def pause_reading(self):
         if not self.is_reading():
