@@ -1,11 +1,8 @@
-"""CPython's test.test_asyncio.test_server on py_async_lib's loop."""
-import unittest
-
+"""CPython's test.test_asyncio.test_server on py_async_lib's loop (its
+start-server tests, which the module runs on SelectorEventLoop)."""
 from test.test_asyncio import test_server as _mod
 
 import py_async_lib
-
-from test.test_asyncio.test_server import *  # noqa: F401,F403
 
 
 class PyAsyncLibStartServerTests(_mod.SelectorStartServerTests):
