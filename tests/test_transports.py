@@ -538,3 +538,140 @@ def test_unclosed_transport_warns(loop):
     with pytest.warns(ResourceWarning, match="unclosed transport"):
         tr.__del__()
     b.close()
+
+
+def test_sock_datagram_methods(loop):
+    async def main():
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for s in (a, b):
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+        await loop.sock_sendto(a, b"one", b.getsockname())
+        data, addr = await loop.sock_recvfrom(b, 100)
+        assert (data, addr) == (b"one", a.getsockname())
+        await loop.sock_sendto(a, b"two", b.getsockname())
+        buf = bytearray(100)
+        n, addr = await loop.sock_recvfrom_into(b, buf)
+        assert (bytes(buf[:n]), addr) == (b"two", a.getsockname())
+        a.close()
+        b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_sock_sendfile(loop, tmp_path):
+    path = tmp_path / "f"
+    payload = os.urandom(500_000)
+    path.write_bytes(payload)
+
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        with open(path, "rb") as f:
+            send = asyncio.ensure_future(loop.sock_sendfile(a, f, 1000, 200_000))
+            got = bytearray()
+            while len(got) < 200_000:
+                got += await loop.sock_recv(b, 65536)
+            assert await send == 200_000
+            assert f.tell() == 201_000
+        assert bytes(got) == payload[1000:201_000]
+        a.close()
+        b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_create_connection_options(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        local = socket.socket()
+        local.bind(("127.0.0.1", 0))
+        local_addr = local.getsockname()
+        local.close()
+        tr, pr = await loop.create_connection(
+            lambda: Collect(loop), "localhost", addr[1],
+            family=socket.AF_INET, local_addr=local_addr,
+            happy_eyeballs_delay=0.05, interleave=1)
+        assert tr.get_extra_info("sockname") == local_addr
+        tr.close()
+        await pr.done
+        sock = socket.create_connection(addr)
+        tr, pr = await loop.create_connection(lambda: Collect(loop), sock=sock)
+        assert tr.get_extra_info("socket").fileno() == sock.fileno()
+        tr.write(b"hi")
+        while pr.data != b"hi":
+            await asyncio.sleep(0.005)
+        tr.close()
+        await pr.done
+        with pytest.raises(ValueError):
+            await loop.create_connection(Collect, "127.0.0.1", addr[1],
+                                         sock=socket.socket())
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_create_server_options(loop):
+    async def main():
+        server = await loop.create_server(
+            Echo, "127.0.0.1", 0, family=socket.AF_INET,
+            flags=socket.AI_PASSIVE, reuse_port=True)
+        sock = server.sockets[0]
+        assert sock.family == socket.AF_INET
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        port = sock.getsockname()[1]
+        # A second server on the same port works thanks to SO_REUSEPORT.
+        server2 = await loop.create_server(Echo, "127.0.0.1", port,
+                                           reuse_port=True)
+        for s in (server, server2):
+            s.close()
+            await s.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_loop_start_tls_protocol_api(loop):
+    server_ctx = test_utils.simple_server_sslcontext()
+    client_ctx = test_utils.simple_client_sslcontext()
+
+    async def main():
+        upgraded = loop.create_future()
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def data_received(self, data):
+                if data == b"STARTTLS":
+                    async def upgrade():
+                        tls = await loop.start_tls(
+                            self.transport, self, server_ctx,
+                            server_side=True)
+                        self.transport = tls
+                    upgraded.set_result(asyncio.ensure_future(upgrade()))
+                    self.transport.write(b"OK")
+                else:
+                    self.transport.write(data.upper())
+
+        server = await loop.create_server(Server, "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+        tr, pr = await loop.create_connection(lambda: Collect(loop), *addr)
+        tr.write(b"STARTTLS")
+        while pr.data != b"OK":
+            await asyncio.sleep(0.005)
+        pr.data.clear()
+        tls = await loop.start_tls(tr, pr, client_ctx, server_hostname="")
+        await (await upgraded)
+        tls.write(b"secret")
+        while pr.data != b"SECRET":
+            await asyncio.sleep(0.005)
+        assert tls.get_extra_info("sslcontext") is client_ctx
+        tls.close()
+        await pr.done
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
