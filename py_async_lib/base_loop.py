@@ -37,6 +37,7 @@ _READABLE = lib.LOOP_READABLE
 _WRITABLE = lib.LOOP_WRITABLE
 
 _fileobj_to_fd = selectors._fileobj_to_fd
+_loop_run_once = lib.loop_run_once   # one lookup, not one per iteration
 
 
 class BaseLoop(base_events.BaseEventLoop):
@@ -115,11 +116,12 @@ class BaseLoop(base_events.BaseEventLoop):
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_soon")
-        elif not callable(callback):
-            self._check_callback(callback, "call_soon")
-        handle = Handle(callback, args, self, context)
-        if handle._source_traceback:
+            handle = Handle(callback, args, self, context)
             del handle._source_traceback[-1]
+        else:
+            if not callable(callback):
+                self._check_callback(callback, "call_soon")
+            handle = Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
 
@@ -180,7 +182,7 @@ class BaseLoop(base_events.BaseEventLoop):
     def _run_once(self):
         ready = self._ready
         timeout = 0 if (ready or self._stopping) else -1
-        n = lib.loop_run_once(self._cloop, timeout, self._events, _EVENTS_MAX)
+        n = _loop_run_once(self._cloop, timeout, self._events, _EVENTS_MAX)
         if n:
             if n < 0:
                 raise os_error(n)

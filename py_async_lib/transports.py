@@ -25,6 +25,7 @@ _EV_DRAINED = lib.LOOP_EV_DRAINED
 _EV_RESUME = lib.LOOP_EV_RESUME
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+_loop_write = lib.loop_write   # one lookup, not one per write
 
 # Python 3.13's Server tracks its transports: _attach(transport) and
 # _detach(transport); before, both took no argument.
@@ -326,7 +327,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
-        size = lib.loop_write(self._cloop, self._fd, data, len(data))
+        size = _loop_write(self._cloop, self._fd, data, len(data))
         if size > self._high_water and not self._protocol_paused:
             self._maybe_pause_protocol()
         elif size < 0:
