@@ -120,7 +120,6 @@ class StreamTransport(TransportBase, transports.Transport):
 
     def __init__(self, loop, sock, protocol, extra=None, server=None):
         super().__init__(extra, loop)
-        self._sock = sock
         self._sock_fd = fd = sock.fileno()
         self._protocol_connected = False
         self._pending = None        # bytes read by C, not yet delivered
@@ -131,6 +130,9 @@ class StreamTransport(TransportBase, transports.Transport):
         self._empty_waiter = None   # sendfile waits for an empty buffer
         self._server = server
         self._open_stream()
+        # Only now: if the C loop refused the fd, __del__ must leave the
+        # caller's socket alone.
+        self._sock = sock
         self._read_handle = events.Handle(self._read_ready, (), loop, None)
         self.set_protocol(protocol)
         if server is not None:
