@@ -247,7 +247,8 @@ class WritePipeTransport(_PipeTransport):
 
     def _on_drained(self):
         self._maybe_resume_protocol()
-        if self._closing:
+        # resume_writing() may have written more: close only when empty.
+        if self._closing and not self.get_write_buffer_size():
             self._force_close(None)
 
     def can_write_eof(self):

@@ -209,6 +209,13 @@ class StreamTransport(TransportBase, transports.Transport):
             lib.loop_stream_read_start(self._cloop, self._fd)
 
     def _stream_event(self, kind, arg):
+        # An emptied out-buffer matters only to a closing transport or a
+        # waiting sendfile: skip the callback otherwise (a busy writer sees
+        # one DRAINED per partial send).  close() called later in this
+        # iteration finds the buffer empty and finishes by itself.
+        if kind == _EV_DRAINED and not (self._closing or
+                                         self._empty_waiter is not None):
+            return
         self._loop._call_soon(self._on_stream_event, (kind, arg), None)
 
     def _on_stream_event(self, kind, arg):
@@ -366,7 +373,12 @@ class StreamTransport(TransportBase, transports.Transport):
         return max(lib.loop_write_buffer_size(self._cloop, self._fd), 0)
 
     def _on_drained(self):
-        if self._empty_waiter is not None:
+        # The C loop saw the buffer empty, but a callback run since (a
+        # resume_writing() just before, typically) may have written more:
+        # only an empty buffer ends a close or a sendfile wait.
+        if self.get_write_buffer_size():
+            return
+        if self._empty_waiter is not None and not self._empty_waiter.done():
             self._empty_waiter.set_result(None)
         if self._closing and not self._conn_lost:
             self._conn_lost += 1

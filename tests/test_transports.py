@@ -675,3 +675,56 @@ def test_loop_start_tls_protocol_api(loop):
         await server.wait_closed()
 
     loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_close_waits_for_data_written_by_resume_writing(loop):
+    """close() while paused: the bytes the protocol writes from
+    resume_writing() -- in the same iteration that emptied the buffer --
+    still reach the peer before the connection closes."""
+    async def main():
+        lsock = socket.socket()
+        # Small kernel buffers: flushes often empty the out-buffer and the
+        # next write only half goes out.
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        backlog = [b"y" * 65536 for _ in range(64)]
+        csock = socket.socket()
+        csock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        csock.connect(lsock.getsockname())
+
+        class Backlogged(Collect):
+            def pause_writing(self):
+                super().pause_writing()
+                self.paused = True
+
+            def resume_writing(self):
+                super().resume_writing()
+                self.paused = False
+                while backlog and not self.paused:
+                    self.transport.write(backlog.pop())
+
+        tr, pr = await loop.create_connection(lambda: Backlogged(loop),
+                                              sock=csock)
+        pr.paused = False
+        while backlog and not pr.paused:
+            tr.write(backlog.pop())
+        peer, _ = lsock.accept()
+        peer.setblocking(False)
+        tr.close()   # with most of the backlog still in the protocol
+        total = 0
+        while True:
+            try:
+                chunk = peer.recv(4096)
+            except BlockingIOError:
+                await asyncio.sleep(0)
+                continue
+            if not chunk:
+                break
+            total += len(chunk)
+        assert total == 64 * 65536
+        await pr.done
+        peer.close()
+        lsock.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 30))
