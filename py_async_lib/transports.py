@@ -209,11 +209,13 @@ class StreamTransport(TransportBase, transports.Transport):
             lib.loop_stream_read_start(self._cloop, self._fd)
 
     def _stream_event(self, kind, arg):
-        # An emptied out-buffer matters only to a closing transport or a
-        # waiting sendfile: skip the callback otherwise (a busy writer sees
-        # one DRAINED per partial send).  close() called later in this
-        # iteration finds the buffer empty and finishes by itself.
+        # An emptied out-buffer matters only to a closing transport, a
+        # waiting sendfile or a paused protocol: skip the callback otherwise
+        # (a busy writer sees one DRAINED per partial send).  close() called
+        # later in this iteration finds the buffer empty and finishes by
+        # itself.
         if kind == _EV_DRAINED and not (self._closing or
+                                         self._protocol_paused or
                                          self._empty_waiter is not None):
             return
         self._loop._call_soon(self._on_stream_event, (kind, arg), None)
@@ -223,6 +225,7 @@ class StreamTransport(TransportBase, transports.Transport):
             self._on_drained()
         elif kind == _EV_RESUME:
             self._maybe_resume_protocol()
+            self._maybe_finish_close()
         elif kind == _EV_EOF:
             self._on_eof()
         elif kind == _EV_ERROR:
@@ -373,16 +376,18 @@ class StreamTransport(TransportBase, transports.Transport):
         return max(lib.loop_write_buffer_size(self._cloop, self._fd), 0)
 
     def _on_drained(self):
-        # The C loop saw the buffer empty, but a callback run since (a
-        # resume_writing() just before, typically) may have written more:
-        # only an empty buffer ends a close or a sendfile wait.
+        # A RESUME whose callback found the buffer above the low-water mark
+        # again (bytes written in between) resumed nobody; an empty buffer
+        # certainly may, as asyncio checks on every flush.
+        self._maybe_resume_protocol()
+        # The C loop saw the buffer empty, but a callback run since (that
+        # resume_writing(), typically) may have written more: only an empty
+        # buffer ends a close or a sendfile wait.
         if self.get_write_buffer_size():
             return
         if self._empty_waiter is not None and not self._empty_waiter.done():
             self._empty_waiter.set_result(None)
-        if self._closing and not self._conn_lost:
-            self._conn_lost += 1
-            self._call_connection_lost(None)
+        self._maybe_finish_close()
 
     def write_eof(self):
         if self._closing or self._eof:
@@ -413,7 +418,17 @@ class StreamTransport(TransportBase, transports.Transport):
         self._closing = True
         if self._fd >= 0:
             lib.loop_stream_read_stop(self._cloop, self._fd)
-        if not self.get_write_buffer_size():
+        self._maybe_finish_close()
+
+    def _maybe_finish_close(self):
+        # A closing transport ends once everything is written.  A paused
+        # protocol still has a resume_writing() coming (the C loop emptied
+        # the buffer, its RESUME callback has not run yet): asyncio resumes
+        # before it finds the buffer empty, and the protocol may write its
+        # last bytes then (SSL's close_notify), so the close waits for it.
+        if (self._closing and not self._conn_lost and
+                not self._protocol_paused and
+                not self.get_write_buffer_size()):
             self._conn_lost += 1
             self._loop.call_soon(self._call_connection_lost, None)
 
