@@ -6,7 +6,11 @@
 #   make ctest-asan the same tests, built with ASan + UBSan
 #   make valgrind   the plain test programs under valgrind
 #   make asan       build/asan/libcasyncio.so
-#   make check      the whole test suite: C unit tests, then pytest
+#   make check      the whole test suite: C unit tests, pytest, then pytest
+#                   again on the ASan build (make asan-pytest)
+#   make asan-pytest pytest (less the soak tests) on build/asan/libcasyncio.so
+#   make fuzz       the libFuzzer harnesses, FUZZ_SECONDS (60) each (clang)
+#   make fuzz-smoke the same, 10 s each
 
 # make's built-in default for CC is "cc"; use gcc unless told otherwise.
 ifeq ($(origin CC),default)
@@ -104,9 +108,77 @@ valgrind: $(TEST_BINS)
 # imports the package built in place by `make`.
 check: ctest
 	$(PYTHON) -m pytest -q
+	$(MAKE) --no-print-directory asan-pytest
 
 clean:
 	rm -rf build $(LIB) py_async_lib/libcasyncio.so py_async_lib/_casyncio*.so
 
 # The benchmarks' load generator (make loadgen).
 include benchmarks/loadgen.mk
+
+# ---- reliability: pytest under ASan, fuzzing --------------------------------
+
+# pytest with the cffi module running on build/asan/libcasyncio.so.  The
+# module finds libcasyncio through a RUNPATH ($ORIGIN), which the dynamic
+# loader searches after LD_LIBRARY_PATH, so pointing LD_LIBRARY_PATH at
+# build/asan swaps the library without rebuilding the module; the first
+# command checks that the ASan build is the one loaded.  Python itself is
+# not instrumented, so the sanitizer runtimes (from the gcc that built the
+# library) are preloaded.  No leak detection: CPython keeps memory alive at
+# exit by design.  The soak tests are left out: ASan's allocator (redzones,
+# quarantine) makes their RSS bounds meaningless.
+ASAN_RT  = $(shell $(CC) -print-file-name=libasan.so)
+UBSAN_RT = $(shell $(CC) -print-file-name=libubsan.so)
+ASAN_PYTEST_ARGS ?= tests -m "not soak"
+ASAN_PYTEST_ENV = \
+	LD_LIBRARY_PATH=$(CURDIR)/build/asan$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} \
+	LD_PRELOAD="$(ASAN_RT) $(UBSAN_RT)" \
+	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+asan-pytest: $(ASAN_LIB)
+	@$(ASAN_PYTEST_ENV) $(PYTHON) -c 'import sys, py_async_lib; \
+	    sys.exit("$(ASAN_LIB) is not the libcasyncio loaded" \
+	             if "$(CURDIR)/$(ASAN_LIB)" not in open("/proc/self/maps").read() \
+	             else 0)'
+	$(ASAN_PYTEST_ENV) $(PYTHON) -m pytest -q $(ASAN_PYTEST_ARGS)
+
+# libFuzzer harnesses (tests/fuzz/), built with clang over the library's
+# sources.  `make fuzz` runs each for FUZZ_SECONDS (60), `make fuzz-smoke`
+# for 10.  Corpora stay in build/fuzz/corpus/; a failing input is saved as
+# build/fuzz/<harness>-crash-* (and -leak-, -timeout-) and fails the target;
+# `build/fuzz/<harness> <file>` replays it.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZERS      := fuzz_timer fuzz_stream fuzz_fdtable
+FUZZ_BINS    := $(addprefix build/fuzz/,$(FUZZERS))
+
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I$(LIBDIR) \
+	    $< $(SRCS) -o $@ -lm
+
+# Each harness prints its executions; the last line counts the harnesses
+# that passed and failed.
+fuzz: $(FUZZ_BINS)
+	@pass=0; fail=0; for f in $(FUZZERS); do \
+	    mkdir -p build/fuzz/corpus/$$f; \
+	    if build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	            -timeout=30 -print_final_stats=1 \
+	            -artifact_prefix=build/fuzz/$$f- build/fuzz/corpus/$$f \
+	            >build/fuzz/$$f.log 2>&1; then \
+	        pass=$$((pass + 1)); \
+	    else \
+	        fail=$$((fail + 1)); tail -n 40 build/fuzz/$$f.log; \
+	    fi; \
+	    echo "$$f: $$(sed -n 's/^stat::number_of_executed_units: *//p' \
+	        build/fuzz/$$f.log) executions in $(FUZZ_SECONDS) s"; \
+	done; \
+	echo "fuzz: $$pass passed, $$fail failed"; test $$fail -eq 0
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+
+.PHONY: asan-pytest fuzz fuzz-smoke

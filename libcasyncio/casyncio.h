@@ -72,7 +72,9 @@ typedef struct loop_event {
 /* Creates a loop; 0 and *out set, or -errno. */
 CASYNCIO_API int loop_new(loop_t **out);
 /* Frees the loop, its epoll and wakeup fds, buffers and timers.  Does not
- * close fds the caller registered.  NULL is accepted. */
+ * close fds the caller registered.  NULL is accepted.  Makes no epoll_ctl()
+ * call: a process forked from the loop's can free its copy without touching
+ * the registrations, which belong to the epoll instance both share. */
 CASYNCIO_API void loop_free(loop_t *loop);
 /* Seconds on CLOCK_MONOTONIC (the clock of Python's time.monotonic()). */
 CASYNCIO_API double loop_time(const loop_t *loop);

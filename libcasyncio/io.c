@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,11 @@ static int watch_add(loop_t *loop, int fd, int dir, loop_io_cb fn, void *data)
         return -EINVAL;
     if (fd < 0)
         return -EBADF;
+    /* The table is sized by fd number: grow it only for an fd that is open,
+     * or a closed number like 10**8 would allocate (and zero) gigabytes
+     * before epoll said EBADF. */
+    if (fd >= loop->nslots && fcntl(fd, F_GETFD) < 0)
+        return -errno;
     s = io__slot_grow(loop, fd);
     if (s == NULL)
         return -ENOMEM;

@@ -10,6 +10,7 @@ read, which _run_once() turns into ready callbacks in asyncio's order (I/O,
 then timers, each run after the callbacks that were already ready).
 """
 import collections
+import os
 import selectors
 import threading
 import weakref
@@ -55,6 +56,7 @@ class BaseLoop(base_events.BaseEventLoop):
         # Created before BaseEventLoop.__init__ so that __del__ and close()
         # find them even if that raises.
         self._wakeup_lock = threading.Lock()
+        self._pid = os.getpid()
         super().__init__()
         self._ready = collections.deque()
         self._timers = {}       # C timer id -> TimerHandle
@@ -75,6 +77,8 @@ class BaseLoop(base_events.BaseEventLoop):
     # ---- closing -------------------------------------------------------
 
     def close(self):
+        if self._pid != os.getpid():
+            self._forget_parent()
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if self._closed:
@@ -95,6 +99,21 @@ class BaseLoop(base_events.BaseEventLoop):
         with self._wakeup_lock:
             cloop, self._cloop = self._cloop, None
         lib.loop_free(cloop)
+
+    def _forget_parent(self):
+        """In a child forked from the process that made the loop (perhaps
+        from inside one of its callbacks, so that the loop looks running
+        here): the loop runs in the parent, and what it waits on is the
+        parent's.  Closing it here frees memory and closes this process's
+        copies of its fds, no more: loop_free() makes no epoll_ctl() call,
+        which on the epoll instance the two processes share would remove the
+        parent's registrations, and the parent's children are not ours to
+        reap."""
+        self._pid = os.getpid()
+        self._thread_id = None
+        self._children.clear()
+        # Another thread may have held it at the fork; none runs here.
+        self._wakeup_lock = threading.Lock()
 
     def _close_without_base(self):
         # Frees the C loop when BaseEventLoop.__init__ never ran.
@@ -301,10 +320,9 @@ class BaseLoop(base_events.BaseEventLoop):
     def _remove_watcher(self, watchers, remove, fd):
         if self.is_closed():
             return False
-        try:
-            fd = _fileobj_to_fd(fd)
-        except ValueError:
-            return False
+        # An invalid fd or file object raises ValueError, as the lookup in
+        # asyncio's selector does.
+        fd = _fileobj_to_fd(fd)
         handle = watchers.pop(fd, None)
         if handle is None:
             return False

@@ -327,7 +327,19 @@ class StreamTransport(TransportBase, transports.Transport):
             if not isinstance(data, _BYTES_LIKE):
                 raise TypeError(f"data argument must be a bytes-like object, "
                                 f"not {type(data).__name__!r}")
-            data = ffi.from_buffer(data)
+            try:
+                data = ffi.from_buffer(data)
+            except BufferError as exc:
+                # A memoryview that is not C-contiguous.  asyncio's send()
+                # of it fails, a fatal write error, when nothing is
+                # buffered; otherwise it buffers the view's bytes.
+                if (not self._eof and self._empty_waiter is None and data
+                        and not self._conn_lost and self._fd >= 0
+                        and not self.get_write_buffer_size()):
+                    self._fatal_error(
+                        exc, "Fatal write error on socket transport")
+                    return
+                data = data.tobytes()
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._empty_waiter is not None:
@@ -347,15 +359,22 @@ class StreamTransport(TransportBase, transports.Transport):
                               "Fatal write error on socket transport")
 
     def writelines(self, list_of_data):
+        # asyncio's is write(b"".join(list_of_data)): the same checks here,
+        # then one writev() instead of the join.
         chunks = list(list_of_data)
         if len(chunks) < 2 or self._conn_lost or self._fd < 0:
-            for d in chunks:
-                self.write(d)
+            self.write(b"".join(chunks))
             return
-        for d in chunks:
-            if not isinstance(d, _BYTES_LIKE):
-                raise TypeError(f"data argument must be a bytes-like object, "
-                                f"not {type(d).__name__!r}")
+        for i, d in enumerate(chunks):
+            if type(d) is not bytes:
+                try:
+                    contiguous = memoryview(d).c_contiguous
+                except TypeError:
+                    contiguous = False
+                if not contiguous:
+                    raise TypeError(f"sequence item {i}: expected a "
+                                    f"bytes-like object, {type(d).__name__} "
+                                    f"found")
         if self._eof:
             raise RuntimeError("Cannot call writelines() after write_eof()")
         if self._empty_waiter is not None:
