@@ -6,8 +6,9 @@
 #   make ctest-asan the same tests, built with ASan + UBSan
 #   make valgrind   the plain test programs under valgrind
 #   make asan       build/asan/libcasyncio.so
-#   make check      the whole test suite: C unit tests, pytest, then pytest
-#                   again on the ASan build (make asan-pytest)
+#   make check      the whole test suite: C unit tests (plain, ASan+UBSan,
+#                   valgrind), pytest, then pytest again on the ASan build
+#                   (make asan-pytest)
 #   make asan-pytest pytest (less the soak tests) on build/asan/libcasyncio.so
 #   make fuzz       the libFuzzer harnesses, FUZZ_SECONDS (60) each (clang)
 #   make fuzz-smoke the same, 10 s each
@@ -106,7 +107,7 @@ valgrind: $(TEST_BINS)
 
 # The README's test command.  `python -m pytest` from the repository root
 # imports the package built in place by `make`.
-check: ctest
+check: ctest ctest-asan valgrind
 	$(PYTHON) -m pytest -q
 	$(MAKE) --no-print-directory asan-pytest
 
