@@ -56,6 +56,7 @@ class BaseLoop(base_events.BaseEventLoop):
         # Created before BaseEventLoop.__init__ so that __del__ and close()
         # find them even if that raises.
         self._wakeup_lock = threading.Lock()
+        self._wakeup_pending = False
         self._pid = os.getpid()
         super().__init__()
         self._ready = collections.deque()
@@ -114,6 +115,7 @@ class BaseLoop(base_events.BaseEventLoop):
         self._children.clear()
         # Another thread may have held it at the fork; none runs here.
         self._wakeup_lock = threading.Lock()
+        self._wakeup_pending = False
 
     def _close_without_base(self):
         # Frees the C loop when BaseEventLoop.__init__ never ran.
@@ -188,7 +190,14 @@ class BaseLoop(base_events.BaseEventLoop):
 
     def _write_to_self(self):
         # Called by call_soon_threadsafe from any thread, and from signal
-        # handlers: the lock keeps close() from freeing the C loop under it.
+        # handlers.  One wakeup is enough until the loop takes it: the loop
+        # clears the flag before it looks at the ready queue and polls, so a
+        # callback queued after that finds the flag clear and wakes the
+        # loop itself.  The lock keeps close() from freeing the C loop
+        # under the write.
+        if self._wakeup_pending:
+            return
+        self._wakeup_pending = True
         with self._wakeup_lock:
             if self._cloop is not None:
                 lib.loop_wakeup(self._cloop)
@@ -199,6 +208,7 @@ class BaseLoop(base_events.BaseEventLoop):
     # ---- one iteration -------------------------------------------------
 
     def _run_once(self):
+        self._wakeup_pending = False
         ready = self._ready
         timeout = 0 if (ready or self._stopping) else -1
         n = _loop_run_once(self._cloop, timeout, self._events, _EVENTS_MAX)
