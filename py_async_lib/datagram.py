@@ -11,7 +11,6 @@ stays open; anything else is fatal.
 """
 import collections
 import sys
-import warnings
 
 from asyncio import constants, futures, transports
 from asyncio.log import logger
@@ -238,21 +237,6 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
         self._stop_reading()
         self._conn_lost += 1
         self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc):
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            self._sock.close()
-            self._sock = None
-            self._protocol = None
-            self._loop = None
-
-    def __del__(self, _warn=warnings.warn):
-        if self._sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._sock.close()
 
 
 class DatagramMethods:

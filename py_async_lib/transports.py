@@ -53,6 +53,7 @@ class TransportBase(transports._FlowControlMixin):
 
     # Read by __del__, which may run on an instance whose __init__ failed.
     _sock = None
+    _server = None
 
     def _set_socket_extra(self, sock):
         self._extra["socket"] = trsock.TransportSocket(sock)
@@ -109,6 +110,30 @@ class TransportBase(transports._FlowControlMixin):
 
     def abort(self):
         self._force_close(None)
+
+    def _release(self):
+        """Lets go of what the loop holds for the socket, before it closes."""
+
+    def _call_connection_lost(self, exc):
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._release()
+            self._sock.close()
+            self._sock = None
+            self._protocol = None
+            self._loop = None
+            server = self._server
+            if server is not None:
+                _server_detach(server, self)
+                self._server = None
+
+    def __del__(self, _warn=warnings.warn):
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._release()
+            self._sock.close()
 
 
 class StreamTransport(TransportBase, transports.Transport):
@@ -464,26 +489,8 @@ class StreamTransport(TransportBase, transports.Transport):
         self._conn_lost += 1
         self._loop.call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, exc):
-        try:
-            if self._protocol_connected:
-                self._protocol.connection_lost(exc)
-        finally:
-            self._release_stream()
-            self._sock.close()
-            self._sock = None
-            self._protocol = None
-            self._loop = None
-            server = self._server
-            if server is not None:
-                _server_detach(server, self)
-                self._server = None
-
-    def __del__(self, _warn=warnings.warn):
-        if self._sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._release_stream()
-            self._sock.close()
+    def _release(self):
+        self._release_stream()
 
 
 class SocketTransport(StreamTransport):
