@@ -56,6 +56,8 @@ enum {
     LOOP_EV_RESUME = 7,    /* stream out-buffer fell to the low-water mark    */
     LOOP_EV_CHILD = 8,     /* child exited; fd = pid, a = returncode as
                               asyncio gives it (exit code, or -signal)        */
+    LOOP_EV_READABLE = 9,  /* stream readable, not read: its reads are the
+                              caller's (loop_stream_read_by_caller)          */
 };
 
 /* All fields are int64_t so that a binding can read the array as a flat
@@ -164,6 +166,12 @@ CASYNCIO_API int loop_stream_read_start(loop_t *loop, int fd);
 CASYNCIO_API int loop_stream_read_stop(loop_t *loop, int fd);
 /* Largest single read for this stream (default 256 KiB, capped by the arena). */
 CASYNCIO_API int loop_stream_set_read_size(loop_t *loop, int fd, size_t size);
+/* on != 0: while reading is on, a readable stream is reported as
+ * LOOP_EV_READABLE and the caller reads it (into its own buffer, right before
+ * it uses the bytes); the loop reads nothing.  For large messages this saves
+ * the copy out of the arena and keeps the bytes in cache.  on == 0: the loop
+ * reads into the arena again (the default).  Writes are not affected. */
+CASYNCIO_API int loop_stream_read_by_caller(loop_t *loop, int fd, int on);
 
 /*
  * Writes: if nothing is buffered, tries send()/write() at once and buffers

@@ -101,6 +101,7 @@ struct stream_state {
     int write_err;         /* errno of a failed write; writes are over      */
     uint8_t flags;         /* LOOP_STREAM_*                                 */
     uint8_t reading;
+    uint8_t by_caller;     /* reads are the caller's: report READABLE     */
     uint8_t above_high;    /* went above high; RESUME owed at <= low        */
     uint8_t shut_pending;  /* shutdown_write asked, waits for empty buffer  */
     uint8_t shut_done;

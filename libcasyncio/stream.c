@@ -211,8 +211,12 @@ static void stream_read(loop_t *loop, int fd, struct fd_slot *s)
 void stream__dispatch(loop_t *loop, int fd, struct fd_slot *s, int ready)
 {
     /* No user code runs in here, so s stays valid throughout. */
-    if ((ready & LOOP_READABLE) && s->u.s.reading)
-        stream_read(loop, fd, s);
+    if ((ready & LOOP_READABLE) && s->u.s.reading) {
+        if (!s->u.s.by_caller)
+            stream_read(loop, fd, s);
+        else if (loop__has_room(loop))
+            loop__emit(loop, LOOP_EV_READABLE, fd, 0, 0);
+    }
     if ((ready & LOOP_WRITABLE) && s->u.s.olen > 0)
         stream_flush(loop, fd, s);
 }
@@ -311,6 +315,16 @@ int loop_stream_set_read_size(loop_t *loop, int fd, size_t size)
     if (size == 0)
         return -EINVAL;
     s->u.s.read_size = size < loop->arena_size ? size : loop->arena_size;
+    return 0;
+}
+
+int loop_stream_read_by_caller(loop_t *loop, int fd, int on)
+{
+    struct fd_slot *s = stream_slot(loop, fd);
+
+    if (s == NULL)
+        return -EBADF;
+    s->u.s.by_caller = on != 0;
     return 0;
 }
 

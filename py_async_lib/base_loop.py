@@ -20,6 +20,7 @@ from asyncio.log import logger
 
 from ._binding import NULL, check, ffi, lib, os_error
 from .handles import Handle, TimerHandle, report_callback_exception
+from .transports import BULK_READ as _BULK_READ, READ_NOW as _READ_NOW
 
 __all__ = ["BaseLoop"]
 
@@ -34,6 +35,7 @@ _EV_ERROR = lib.LOOP_EV_ERROR
 _EV_DRAINED = lib.LOOP_EV_DRAINED
 _EV_RESUME = lib.LOOP_EV_RESUME
 _EV_CHILD = lib.LOOP_EV_CHILD
+_EV_READABLE = lib.LOOP_EV_READABLE
 _READABLE = lib.LOOP_READABLE
 _WRITABLE = lib.LOOP_WRITABLE
 
@@ -263,12 +265,25 @@ class BaseLoop(base_events.BaseEventLoop):
                 stream = self._streams.get(ints[i + 1])
                 if stream is not None:
                     off = ints[i + 3]
-                    data = self._arena[off:off + ints[i + 2]].tobytes()
-                    if stream._pending is None:
+                    size = ints[i + 2]
+                    data = self._arena[off:off + size].tobytes()
+                    pending = stream._pending
+                    if pending is None:
                         stream._pending = data
                         ready.append(stream._read_handle)
+                    elif pending is _READ_NOW:
+                        # Queued when reads were the transport's: the
+                        # loop's read is the data now.
+                        stream._pending = data
                     else:
                         stream._pending += data
+                    if size >= _BULK_READ:
+                        stream._read_by_caller(True)
+            elif kind == _EV_READABLE:
+                stream = self._streams.get(ints[i + 1])
+                if stream is not None and stream._pending is None:
+                    stream._pending = _READ_NOW
+                    ready.append(stream._read_handle)
             elif kind == _EV_TIMER:
                 handle = self._timers.pop(ints[i + 2], None)
                 if handle is not None:

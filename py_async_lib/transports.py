@@ -9,6 +9,7 @@ in behaviour: same callbacks in the same order, same flow control, same
 errors.
 """
 import inspect
+import os
 import warnings
 
 from asyncio import base_events, constants, events, futures, protocols
@@ -25,6 +26,16 @@ _EV_DRAINED = lib.LOOP_EV_DRAINED
 _EV_RESUME = lib.LOOP_EV_RESUME
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+
+# A stream's _pending when the loop reported it readable and the transport
+# reads it itself (see StreamTransport._read_by_caller).
+READ_NOW = object()
+# Reads the transport makes itself: asyncio's size.
+MAX_READ = 256 * 1024
+# A loop read this large switches the stream to reads by the transport; one
+# smaller than BULK_READ_LOW switches it back.
+BULK_READ = 16 * 1024
+BULK_READ_LOW = 4 * 1024
 _loop_write = lib.loop_write   # one lookup, not one per write
 
 # Python 3.13's Server tracks its transports: _attach(transport) and
@@ -142,6 +153,7 @@ class StreamTransport(TransportBase, transports.Transport):
     _stream_flags = 0
     _cloop = None
     _fd = -1
+    _by_caller = False   # see _read_by_caller
 
     def __init__(self, loop, sock, protocol, extra=None, server=None):
         super().__init__(extra, loop)
@@ -154,6 +166,7 @@ class StreamTransport(TransportBase, transports.Transport):
         self._eof = False           # write_eof() was called
         self._empty_waiter = None   # sendfile waits for an empty buffer
         self._server = server
+        self._is_socket = bool(self._stream_flags & lib.LOOP_STREAM_SOCKET)
         self._open_stream()
         # Only now: if the C loop refused the fd, __del__ must leave the
         # caller's socket alone.
@@ -193,6 +206,8 @@ class StreamTransport(TransportBase, transports.Transport):
         self._fd = fd
         loop._streams[fd] = self
         self._push_write_limits()
+        if self._by_caller:
+            lib.loop_stream_read_by_caller(self._cloop, fd, 1)
 
     def _suspend_stream(self):
         """Takes the fd back from the C loop while the socket is used
@@ -262,6 +277,9 @@ class StreamTransport(TransportBase, transports.Transport):
         self._buffered = isinstance(protocol, protocols.BufferedProtocol)
         self._protocol = protocol
         self._protocol_connected = True
+        # A buffered protocol has its own buffer: recv_into it.
+        if self._buffered != self._by_caller:
+            self._read_by_caller(self._buffered)
 
     def pause_reading(self):
         if not self.is_reading():
@@ -288,7 +306,14 @@ class StreamTransport(TransportBase, transports.Transport):
         if data is None or self._paused or self._closing:
             return
         self._pending = None
-        if self._buffered:
+        if data is READ_NOW:
+            if self._buffered:
+                self._recv_into_buffer()
+                return
+            data = self._recv()
+            if data is None:
+                return
+        elif self._buffered:
             self._deliver_to_buffer(data)
             return
         try:
@@ -298,6 +323,76 @@ class StreamTransport(TransportBase, transports.Transport):
         except BaseException as exc:
             self._fatal_error(
                 exc, "Fatal error: protocol.data_received() call failed.")
+
+    # Reads the loop leaves to us (LOOP_EV_READABLE, see _read_by_caller):
+    # asyncio's own recv, right before the protocol gets the bytes.
+
+    def _recv(self):
+        try:
+            data = self._sock.recv(MAX_READ) if self._is_socket else \
+                os.read(self._sock_fd, MAX_READ)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return None
+        if not data:
+            self._read_eof()
+            return None
+        if len(data) < BULK_READ_LOW:
+            # Small messages again: the loop's batched reads are cheaper.
+            self._read_by_caller(False)
+        return data
+
+    def _recv_into_buffer(self):
+        try:
+            buf = self._protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, "Fatal error: protocol.get_buffer() call failed.")
+            return
+        try:
+            n = self._sock.recv_into(buf) if self._is_socket else \
+                os.readv(self._sock_fd, [buf])
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not n:
+            self._read_eof()
+            return
+        try:
+            self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, "Fatal error: protocol.buffer_updated() call failed.")
+
+    def _read_eof(self):
+        # What the loop's LOOP_EV_EOF means: reading is over.
+        if self._fd >= 0:
+            lib.loop_stream_read_stop(self._cloop, self._fd)
+        self._on_eof()
+
+    def _read_by_caller(self, on):
+        """Switches who reads the stream: the C loop into its arena (small
+        messages: one batched crossing carries many reads) or this
+        transport, when the loop reports it readable (large messages and
+        buffered protocols: no copy out of the arena, and the bytes are
+        still in cache when the protocol gets them)."""
+        self._by_caller = on
+        if self._fd >= 0:
+            lib.loop_stream_read_by_caller(self._cloop, self._fd, on)
 
     def _deliver_to_buffer(self, data):
         view = memoryview(data)

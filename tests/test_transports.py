@@ -728,3 +728,188 @@ def test_close_waits_for_data_written_by_resume_writing(loop):
         lsock.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 30))
+
+
+def _pattern(n, start=0):
+    return bytes((start + i) % 251 for i in range(n))
+
+
+def test_large_reads_are_the_transports_then_small_ones_the_loops(loop):
+    # Reads of 16 KiB and more switch a stream to reads by the transport
+    # (LOOP_EV_READABLE, recv in Python); small ones switch it back.  The
+    # bytes, their order and the end of the stream are the same either way.
+    big = _pattern(1 << 20)
+
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        tr, pr = await loop.create_connection(lambda: Collect(loop),
+                                              *lsock.getsockname())
+        peer, _ = lsock.accept()
+        peer.setblocking(False)
+        assert not tr._by_caller
+        await loop.sock_sendall(peer, big)
+        while len(pr.data) < len(big):
+            await asyncio.sleep(0.001)
+        assert tr._by_caller
+        for i in range(20):
+            await loop.sock_sendall(peer, b"small %d;" % i)
+            await asyncio.sleep(0.002)
+        expected = big + b"".join(b"small %d;" % i for i in range(20))
+        while len(pr.data) < len(expected):
+            await asyncio.sleep(0.001)
+        assert not tr._by_caller
+        assert pr.data == expected
+        await loop.sock_sendall(peer, big)   # and large again, then EOF
+        peer.shutdown(socket.SHUT_WR)
+        await pr.done
+        assert pr.data == expected + big
+        assert pr.events == ["made", "eof", ("lost", None)]
+        peer.close()
+        lsock.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 20))
+
+
+def test_transport_reads_pause_resume_and_reset(loop):
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        tr, pr = await loop.create_connection(lambda: Collect(loop),
+                                              *lsock.getsockname())
+        peer, _ = lsock.accept()
+        peer.setblocking(False)
+        await loop.sock_sendall(peer, b"a" * 65536)
+        while len(pr.data) < 65536:
+            await asyncio.sleep(0.001)
+        assert tr._by_caller
+        tr.pause_reading()
+        await loop.sock_sendall(peer, b"b" * 65536)
+        await asyncio.sleep(0.05)
+        assert len(pr.data) == 65536
+        tr.resume_reading()
+        while len(pr.data) < 2 * 65536:
+            await asyncio.sleep(0.001)
+        assert pr.data == b"a" * 65536 + b"b" * 65536
+        assert tr._by_caller
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.close()  # RST
+        exc = await pr.done
+        assert isinstance(exc, ConnectionResetError)
+        assert tr.is_closing()
+        lsock.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 20))
+
+
+def test_buffered_protocol_reads_into_its_buffer(loop):
+    # A BufferedProtocol's stream is read by the transport straight into
+    # get_buffer()'s buffer (asyncio's recv_into); errors from the protocol
+    # are fatal, EOF ends the stream.
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self, fail=None):
+            self.buf = bytearray(7)
+            self.got = bytearray()
+            self.fail = fail
+            self.done = loop.create_future()
+            self.events = []
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def get_buffer(self, sizehint):
+            if self.fail == "get_buffer":
+                raise ZeroDivisionError
+            if self.fail == "empty":
+                return bytearray()
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            if self.fail == "buffer_updated":
+                raise ZeroDivisionError
+            self.got += self.buf[:nbytes]
+
+        def eof_received(self):
+            self.events.append("eof")
+
+        def connection_lost(self, exc):
+            self.done.set_result(exc)
+
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        addr = lsock.getsockname()
+
+        tr, pr = await loop.create_connection(Buffered, *addr)
+        peer, _ = lsock.accept()
+        assert tr._by_caller
+        peer.sendall(_pattern(50_000))
+        peer.shutdown(socket.SHUT_WR)
+        assert await pr.done is None
+        assert pr.got == _pattern(50_000)
+        assert pr.events == ["eof"]
+        peer.close()
+
+        errors = []
+        loop.set_exception_handler(lambda loop, ctx: errors.append(ctx))
+        for fail, exc_type in [("get_buffer", ZeroDivisionError),
+                               ("empty", RuntimeError),
+                               ("buffer_updated", ZeroDivisionError)]:
+            tr, pr = await loop.create_connection(
+                lambda: Buffered(fail), *addr)
+            peer, _ = lsock.accept()
+            peer.sendall(b"data")
+            assert isinstance(await pr.done, exc_type)
+            assert "protocol." + ("get_buffer" if fail == "empty" else fail) \
+                in errors[-1]["message"]
+            peer.close()
+        loop.set_exception_handler(None)
+        lsock.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 20))
+
+
+def test_protocol_switch_between_buffered_and_plain(loop):
+    # set_protocol() to a BufferedProtocol and back (what start_tls does):
+    # every byte arrives once, in order.
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self, sink):
+            self.buf = bytearray(4096)
+            self.sink = sink
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.sink += self.buf[:nbytes]
+
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        tr, plain = await loop.create_connection(lambda: Collect(loop),
+                                                 *lsock.getsockname())
+        peer, _ = lsock.accept()
+        peer.setblocking(False)
+        sent = b""
+        for i in range(6):
+            chunk = _pattern(30_000 if i % 2 else 100, i)
+            proto = Buffered(plain.data) if i % 2 else plain
+            tr.set_protocol(proto)
+            assert tr._by_caller == (i % 2 == 1)
+            await loop.sock_sendall(peer, chunk)
+            sent += chunk
+            while len(plain.data) < len(sent):
+                await asyncio.sleep(0.001)
+        assert plain.data == sent
+        tr.set_protocol(plain)
+        tr.close()
+        await plain.done
+        peer.close()
+        lsock.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 20))

@@ -213,6 +213,90 @@ TEST(test_read_size_and_offsets)
     close(b[1]);
 }
 
+/* Reads by the caller: the loop reports LOOP_EV_READABLE (level-triggered,
+ * again every iteration until the caller reads) and reads nothing; EOF is
+ * the caller's to find too.  Switching back, the loop reads into the arena. */
+TEST(test_read_by_caller)
+{
+    loop_t *loop;
+    char *arena, buf[16];
+    int sv[2], sv2[2], i;
+    loop_stats_t st;
+
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(sockpair(sv) == 0);
+    loop_read_arena(loop, &arena, NULL);
+    CHECK_EQ(loop_stream_read_by_caller(loop, sv[0], 1), -EBADF);
+    CHECK_EQ(loop_stream_read_by_caller(loop, -1, 1), -EBADF);
+    CHECK_EQ(loop_stream_open(loop, sv[0], LOOP_STREAM_SOCKET), 0);
+    CHECK_EQ(loop_stream_read_by_caller(loop, sv[0], 1), 0);
+
+    /* reading off: nothing reported */
+    REQUIRE(write(sv[1], "hello", 5) == 5);
+    nlog = 0;
+    CHECK_EQ(step(loop, 0, MAXEV), 0);
+
+    CHECK_EQ(loop_stream_read_start(loop, sv[0]), 0);
+    for (i = 0; i < 2; i++) {
+        nlog = 0;
+        CHECK_EQ(step(loop, 1000, MAXEV), 1);
+        CHECK_EQ(evlog[0].kind, LOOP_EV_READABLE);
+        CHECK_EQ(evlog[0].fd, sv[0]);
+    }
+    CHECK_EQ(recv(sv[0], buf, sizeof buf, 0), 5);
+    nlog = 0;
+    CHECK_EQ(step(loop, 0, MAXEV), 0);
+
+    /* a full event array: the other stream is reported next time */
+    REQUIRE(sockpair(sv2) == 0);
+    CHECK_EQ(loop_stream_open(loop, sv2[0], LOOP_STREAM_SOCKET), 0);
+    CHECK_EQ(loop_stream_read_by_caller(loop, sv2[0], 1), 0);
+    CHECK_EQ(loop_stream_read_start(loop, sv2[0]), 0);
+    REQUIRE(write(sv[1], "x", 1) == 1);
+    REQUIRE(write(sv2[1], "y", 1) == 1);
+    nlog = 0;
+    CHECK_EQ(step(loop, 1000, 1), 1);
+    CHECK_EQ(step(loop, 1000, MAXEV), 2);
+    CHECK_EQ(count_ev(LOOP_EV_READABLE, sv[0]) +
+             count_ev(LOOP_EV_READABLE, sv2[0]), 3);
+    CHECK(count_ev(LOOP_EV_READABLE, sv[0]) >= 1);
+    CHECK(count_ev(LOOP_EV_READABLE, sv2[0]) >= 1);
+    CHECK_EQ(recv(sv[0], buf, sizeof buf, 0), 1);
+    CHECK_EQ(loop_stream_close(loop, sv2[0]), 0);
+    close(sv2[0]);
+    close(sv2[1]);
+
+    /* back to the loop's reads */
+    CHECK_EQ(loop_stream_read_by_caller(loop, sv[0], 0), 0);
+    REQUIRE(write(sv[1], "again", 5) == 5);
+    nlog = 0;
+    CHECK_EQ(step(loop, 1000, MAXEV), 1);
+    CHECK_EQ(evlog[0].kind, LOOP_EV_DATA);
+    CHECK_EQ(evlog[0].a, 5);
+    CHECK(memcmp(arena + evlog[0].b, "again", 5) == 0);
+
+    /* EOF under the caller's reads: readable until the caller stops */
+    CHECK_EQ(loop_stream_read_by_caller(loop, sv[0], 1), 0);
+    shutdown(sv[1], SHUT_WR);
+    nlog = 0;
+    CHECK_EQ(step(loop, 1000, MAXEV), 1);
+    CHECK_EQ(evlog[0].kind, LOOP_EV_READABLE);
+    CHECK_EQ(recv(sv[0], buf, sizeof buf, 0), 0);
+    CHECK_EQ(loop_stream_read_stop(loop, sv[0]), 0);
+    nlog = 0;
+    CHECK_EQ(step(loop, 0, MAXEV), 0);
+
+    /* writes are unaffected */
+    CHECK_EQ(loop_write(loop, sv[0], "out", 3), 0);
+    CHECK_EQ(recv(sv[1], buf, sizeof buf, 0), 3);
+
+    loop_stats(loop, &st);
+    CHECK_EQ(st.bytes_read, 5);
+    loop_free(loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* A connection reset by the peer: LOOP_EV_ERROR with ECONNRESET. */
 TEST(test_read_error)
 {
@@ -629,6 +713,7 @@ int main(void)
     RUN(test_read_data_eof);
     RUN(test_read_size_and_offsets);
     RUN(test_read_error);
+    RUN(test_read_by_caller);
     RUN(test_write_immediate);
     RUN(test_backpressure);
     RUN(test_backpressure_max1);
