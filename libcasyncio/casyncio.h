@@ -94,6 +94,17 @@ CASYNCIO_API double loop_time(const loop_t *loop);
  */
 CASYNCIO_API int loop_run_once(loop_t *loop, int timeout_ms,
                                loop_event_t *events, int max);
+/*
+ * Two numbers a binding can read without a call (a pointer into the loop,
+ * valid until loop_free; same thread as the loop):
+ *   hint[0]  fds in epoll (the wakeup fd aside) + queued C callbacks +
+ *            events waiting to be handed over
+ *   hint[1]  the earliest timer deadline (CLOCK_MONOTONIC ns), or INT64_MAX
+ * While hint[0] is 0 and hint[1] is still ahead, loop_run_once(loop, 0, ...)
+ * would report and run nothing (a pending wakeup carries no event), so a
+ * binding with callbacks of its own to run may skip that call.
+ */
+CASYNCIO_API const int64_t *loop_poll_hint(const loop_t *loop);
 /* For C programs: runs iterations until loop_stop(); events for fn == NULL
  * registrations are dropped.  0, or -errno. */
 CASYNCIO_API int loop_run(loop_t *loop);

@@ -55,6 +55,7 @@ int loop_new(loop_t **out)
     loop->epfd = -1;
     loop->wakefd = -1;
     loop->tfree = TIMER_NO_SLOT;
+    loop__sync_hint(loop);
 
     loop->ready = malloc(LOOP_READY_MIN * sizeof(*loop->ready));
     loop->arena = malloc(LOOP_ARENA_SIZE);
@@ -118,6 +119,11 @@ void loop_stats(const loop_t *loop, loop_stats_t *out)
     if (loop == NULL || out == NULL)
         return;
     *out = loop->stats;
+}
+
+const int64_t *loop_poll_hint(const loop_t *loop)
+{
+    return loop != NULL ? loop->hint : NULL;
 }
 
 void loop_read_arena(loop_t *loop, char **base, size_t *size)
@@ -197,6 +203,7 @@ int loop_call_soon(loop_t *loop, loop_cb fn, void *data)
     loop->ready[tail].fn = fn;
     loop->ready[tail].data = data;
     loop->ready_len++;
+    loop__sync_hint(loop);
     return 0;
 }
 
@@ -379,6 +386,7 @@ int loop_run_once(loop_t *loop, int timeout_ms, loop_event_t *events, int max)
     ready_run(loop, ncallbacks);
 
 out:
+    loop__sync_hint(loop);
     loop->in_run = false;
     loop->out = NULL;
     loop->out_max = 0;

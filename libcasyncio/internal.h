@@ -173,6 +173,10 @@ struct loop {
     int spill_n;
 
     loop_stats_t stats;
+    /* fds registered in epoll, the wakeup fd aside */
+    int nwatched;
+    /* loop_poll_hint(): kept current by loop__sync_hint() */
+    int64_t hint[2];
     struct epoll_event pollbuf[LOOP_POLL_MAX];
 };
 
@@ -184,6 +188,15 @@ void loop__emit(loop_t *loop, int kind, int64_t fd, int64_t a, int64_t b);
 static inline bool loop__has_room(const loop_t *loop)
 {
     return loop->out_n < loop->out_max;
+}
+
+/* Refreshes what loop_poll_hint() shows; called wherever fds, timers, C
+ * callbacks or spilled events come and go. */
+static inline void loop__sync_hint(loop_t *loop)
+{
+    loop->hint[0] = (int64_t)loop->nwatched + (int64_t)loop->ready_len +
+                    loop->spill_n;
+    loop->hint[1] = loop->tlen > 0 ? loop->theap[0].deadline : INT64_MAX;
 }
 
 /* ---- timer.c ----------------------------------------------------------- */

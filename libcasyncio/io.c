@@ -38,8 +38,8 @@ struct fd_slot *io__slot_grow(loop_t *loop, int fd)
     return &slots[fd];
 }
 
-int io__set_events(loop_t *loop, int fd, struct fd_slot *s, uint32_t want,
-                   bool force)
+static int set_events(loop_t *loop, int fd, struct fd_slot *s, uint32_t want,
+                      bool force)
 {
     struct epoll_event ev;
     int op, rc;
@@ -83,6 +83,17 @@ int io__set_events(loop_t *loop, int fd, struct fd_slot *s, uint32_t want,
         return -errno;
     s->events = want;
     return 0;
+}
+
+int io__set_events(loop_t *loop, int fd, struct fd_slot *s, uint32_t want,
+                   bool force)
+{
+    int was = s->events != 0;
+    int rc = set_events(loop, fd, s, want, force);
+
+    loop->nwatched += (s->events != 0) - was;
+    loop__sync_hint(loop);
+    return rc;
 }
 
 /* ---- watchers ------------------------------------------------------------ */

@@ -143,6 +143,7 @@ static int64_t timer_insert(loop_t *loop, int64_t deadline, loop_cb fn,
     loop->theap[loop->tlen] = e;
     t->pos = loop->tlen++;
     sift_up(loop, t->pos);
+    loop__sync_hint(loop);
     return timer_id(t->gen, slot);
 }
 
@@ -195,6 +196,7 @@ int loop_timer_cancel(loop_t *loop, int64_t id)
         return -ENOENT;
     heap_remove(loop, t->pos);
     node_release(loop, slot);
+    loop__sync_hint(loop);
     return 0;
 }
 
@@ -251,4 +253,5 @@ void timer__free_all(loop_t *loop)
     loop->theap = NULL;
     loop->tcap = loop->tused = loop->tlen = 0;
     loop->tfree = TIMER_NO_SLOT;
+    loop__sync_hint(loop);
 }

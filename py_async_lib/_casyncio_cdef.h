@@ -46,6 +46,7 @@ int loop_new(loop_t **out);
 void loop_free(loop_t *loop);
 double loop_time(const loop_t *loop);
 int loop_run_once(loop_t *loop, int timeout_ms, loop_event_t *events, int max);
+const int64_t *loop_poll_hint(const loop_t *loop);
 int loop_wakeup(loop_t *loop);
 void loop_stats(const loop_t *loop, loop_stats_t *out);
 

@@ -770,3 +770,88 @@ def test_stats_counters(loop):
     stats = loop.stats()
     assert stats["iterations"] >= 1
     assert stats["timers_fired"] >= 1
+
+
+# ---- iterations that skip the poll -----------------------------------------
+# With callbacks queued and nothing in the C loop that could report (no fd
+# watched, no timer due), an iteration does not call into C.  None of that
+# may delay a timer, an fd, or a call from another thread.
+
+def _busy_chain(loop, seconds):
+    """Keeps the ready queue non-empty for `seconds`; returns a future
+    done at the end."""
+    done = loop.create_future()
+    end = time.monotonic() + seconds
+
+    def step():
+        if time.monotonic() < end:
+            loop.call_soon(step)
+        else:
+            done.set_result(None)
+
+    loop.call_soon(step)
+    return done
+
+
+def test_busy_chain_does_not_delay_timers(loop):
+    fired = []
+    start = loop.time()
+    for delay in (0.01, 0.02, 0.03):
+        loop.call_later(delay, lambda d=delay: fired.append((d, loop.time())))
+    loop.run_until_complete(_busy_chain(loop, 0.3))
+    assert [d for d, _ in fired] == [0.01, 0.02, 0.03]
+    for d, t in fired:
+        assert d <= t - start < d + 0.1   # fired when due, not at the end
+
+
+def test_busy_chain_does_not_delay_io_or_threads(loop):
+    rsock, wsock = socket.socketpair()
+    got = []
+    loop.add_reader(rsock, lambda: got.append(("io", rsock.recv(10))))
+    timer = threading.Timer(
+        0.01, lambda: loop.call_soon_threadsafe(got.append, ("thread", 0)))
+
+    def write_soon():
+        wsock.send(b"x")   # readable while the chain runs
+
+    try:
+        loop.call_later(0.02, write_soon)
+        timer.start()
+        busy = _busy_chain(loop, 0.1)
+        while not busy.done() and len(got) < 2:
+            loop.run_until_complete(asyncio.sleep(0))
+        assert not busy.done(), "the chain ended before both arrived"
+        assert sorted(got) == [("io", b"x"), ("thread", 0)]
+        loop.remove_reader(rsock)
+        # No fd any more: the chain skips the poll, and a thread still gets
+        # through.
+        timer = threading.Timer(
+            0.01, lambda: loop.call_soon_threadsafe(got.append, ("late", 1)))
+        timer.start()
+        busy = _busy_chain(loop, 0.1)
+        while not busy.done() and len(got) < 3:
+            loop.run_until_complete(asyncio.sleep(0))
+        assert got[-1] == ("late", 1)
+        loop.run_until_complete(busy)
+    finally:
+        timer.join()
+        rsock.close()
+        wsock.close()
+
+
+def test_poll_hint_tracks_fds_and_timers(loop):
+    hint = loop._poll_hint
+    assert hint[0] == 0 and hint[1] == 2**63 - 1
+    rsock, wsock = socket.socketpair()
+    try:
+        loop.add_reader(rsock, lambda: None)
+        assert hint[0] == 1
+        loop.remove_reader(rsock)
+        assert hint[0] == 0
+        h = loop.call_later(5, lambda: None)
+        assert 4.9e9 < hint[1] - time.monotonic_ns() <= 5e9
+        h.cancel()
+        assert hint[1] == 2**63 - 1
+    finally:
+        rsock.close()
+        wsock.close()

@@ -352,6 +352,74 @@ TEST(test_stats)
     loop_free(loop);
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* loop_poll_hint follows fds, timers and C callbacks as they come and go. */
+TEST(test_poll_hint)
+{
+    loop_t *loop;
+    loop_event_t ev[MAXEV];
+    const int64_t *hint;
+    int64_t id, t0;
+    int p[2];
+
+    CHECK(loop_poll_hint(NULL) == NULL);
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(pipe(p) == 0);
+    hint = loop_poll_hint(loop);
+    REQUIRE(hint != NULL);
+    CHECK_EQ(hint[0], 0);
+    CHECK_EQ(hint[1], INT64_MAX);
+
+    /* a watched fd counts; a failed registration does not */
+    CHECK_EQ(loop_add_reader(loop, p[0], NULL, NULL), 0);
+    CHECK_EQ(hint[0], 1);
+    CHECK_EQ(loop_add_writer(loop, p[0], NULL, NULL), 0);   /* same fd */
+    CHECK_EQ(hint[0], 1);
+    CHECK_EQ(loop_add_writer(loop, 12345, NULL, NULL), -EBADF);
+    CHECK_EQ(hint[0], 1);
+    CHECK_EQ(loop_remove_reader(loop, p[0]), 1);
+    CHECK_EQ(hint[0], 1);
+    CHECK_EQ(loop_remove_writer(loop, p[0]), 1);
+    CHECK_EQ(hint[0], 0);
+
+    /* a stream counts while it reads (or has bytes to write) */
+    CHECK_EQ(loop_stream_open(loop, p[0], 0), 0);
+    CHECK_EQ(hint[0], 0);
+    CHECK_EQ(loop_stream_read_start(loop, p[0]), 0);
+    CHECK_EQ(hint[0], 1);
+    CHECK_EQ(loop_stream_close(loop, p[0]), 0);
+    CHECK_EQ(hint[0], 0);
+
+    /* the earliest timer's deadline */
+    t0 = mono_ns();
+    id = loop_call_later(loop, 10.0, NULL, NULL);
+    CHECK(id > 0);
+    CHECK(hint[1] >= t0 + 10 * 1000000000LL);
+    CHECK(hint[1] <= mono_ns() + 10 * 1000000000LL);
+    CHECK(loop_call_later(loop, 0.0, NULL, NULL) > 0);
+    CHECK(hint[1] <= mono_ns());
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 1);   /* fires */
+    CHECK(hint[1] >= t0 + 10 * 1000000000LL);
+    CHECK_EQ(loop_timer_cancel(loop, id), 0);
+    CHECK_EQ(hint[1], INT64_MAX);
+
+    /* C callbacks count until they ran */
+    CHECK_EQ(loop_call_soon(loop, nop_cb, NULL), 0);
+    CHECK_EQ(hint[0], 1);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    CHECK_EQ(hint[0], 0);
+
+    loop_free(loop);
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     CT_BEGIN("test_core");
@@ -366,5 +434,6 @@ int main(void)
     RUN(test_signal_interrupts);
     RUN(test_run_stop);
     RUN(test_stats);
+    RUN(test_poll_hint);
     return CT_END();
 }
