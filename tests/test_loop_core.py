@@ -100,6 +100,12 @@ def test_close_running_loop_raises(loop):
     assert len(errors) == 1
 
 
+@pytest.mark.skipif(sys.version_info[:3] == (3, 13, 0),
+                    reason="asyncio 3.13.0's run_forever() cleans up after a "
+                           "nested call that failed its setup, so the outer "
+                           "loop no longer counts as running and the next "
+                           "nested run_until_complete() runs (and hangs); "
+                           "its own SelectorEventLoop does the same")
 def test_run_inside_running_loop_raises(loop):
     async def main():
         with pytest.raises(RuntimeError):
@@ -360,7 +366,12 @@ def test_call_later_negative_and_zero_delay_run_soon(loop):
     assert seen == ["neg", "zero"]
 
 
-def test_call_later_bad_delays_match_asyncio(any_loop):
+def test_call_later_bad_delays_match_asyncio(any_loop, request):
+    if (sys.version_info >= (3, 13) and
+            request.node.callspec.params["any_loop"] == "asyncio"):
+        # 3.13's selector turns a NaN timeout into int(): run_forever()
+        # raises ValueError.  Ours keeps 3.11/3.12's behaviour, below.
+        request.applymarker(pytest.mark.xfail(raises=ValueError, strict=True))
     with pytest.raises(TypeError):
         any_loop.call_later(None, print)
     with pytest.raises(TypeError):
