@@ -42,6 +42,7 @@ _WRITABLE = lib.LOOP_WRITABLE
 
 _fileobj_to_fd = selectors._fileobj_to_fd
 _loop_run_once = lib.loop_run_once   # one lookup, not one per iteration
+_loop_call_at = lib.loop_call_at
 _monotonic_ns = time.monotonic_ns    # the C loop's clock (CLOCK_MONOTONIC)
 
 
@@ -161,9 +162,18 @@ class BaseLoop(base_events.BaseEventLoop):
         self._ready.append(handle)
         return handle
 
+    def call_later(self, delay, callback, *args, context=None):
+        # asyncio's goes through call_at(); one Python call less here.
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return self._timer_at(self.time() + delay, callback, args, context)
+
     def call_at(self, when, callback, *args, context=None):
         if when is None:
             raise TypeError("when cannot be None")
+        return self._timer_at(when, callback, args, context)
+
+    def _timer_at(self, when, callback, args, context):
         if self._closed:
             raise RuntimeError("Event loop is closed")
         if self._debug:
@@ -173,13 +183,15 @@ class BaseLoop(base_events.BaseEventLoop):
             self._check_callback(callback, "call_at")
         timer = TimerHandle(when, callback, args, self, context)
         if timer._source_traceback:
-            del timer._source_traceback[-1]
-        tid = lib.loop_call_at(self._cloop, when, NULL, NULL)
+            # This frame and call_at()'s or call_later()'s: the traceback
+            # ends where the user scheduled the timer.
+            del timer._source_traceback[-2:]
+        tid = _loop_call_at(self._cloop, when, NULL, NULL)
         if tid < 0:
             # NaN or infinite.  asyncio accepts both: a NaN deadline compares
             # as due at once, +inf never comes, -inf is now.
             if when != when or when < 0:
-                tid = check(lib.loop_call_at(self._cloop, 0.0, NULL, NULL))
+                tid = check(_loop_call_at(self._cloop, 0.0, NULL, NULL))
             else:
                 timer._tid = 0
                 return timer

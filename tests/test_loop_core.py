@@ -866,3 +866,16 @@ def test_poll_hint_tracks_fds_and_timers(loop):
     finally:
         rsock.close()
         wsock.close()
+
+
+def test_debug_source_traceback_ends_at_the_caller(any_loop):
+    # In debug mode a handle remembers where it was made: the last frame is
+    # the caller's, whichever of call_soon/call_later/call_at made it.
+    any_loop.set_debug(True)
+    handles = [any_loop.call_soon(print), any_loop.call_later(10, print),
+               any_loop.call_at(any_loop.time() + 10, print)]
+    for h in handles:
+        frame = h._source_traceback[-1]
+        assert frame.filename == __file__
+        assert frame.name == "test_debug_source_traceback_ends_at_the_caller"
+        h.cancel()
