@@ -347,15 +347,8 @@ class StreamTransport(TransportBase, transports.Transport):
         return data
 
     def _recv_into_buffer(self):
-        try:
-            buf = self._protocol.get_buffer(-1)
-            if not len(buf):
-                raise RuntimeError("get_buffer() returned an empty buffer")
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(
-                exc, "Fatal error: protocol.get_buffer() call failed.")
+        buf = self._get_buffer()
+        if buf is None:
             return
         try:
             n = self._sock.recv_into(buf) if self._is_socket else \
@@ -370,13 +363,33 @@ class StreamTransport(TransportBase, transports.Transport):
         if not n:
             self._read_eof()
             return
+        self._buffer_updated(n)
+
+    # A BufferedProtocol's two calls; an exception from either is fatal.
+
+    def _get_buffer(self):
+        try:
+            buf = self._protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            return buf
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, "Fatal error: protocol.get_buffer() call failed.")
+            return None
+
+    def _buffer_updated(self, n):
         try:
             self._protocol.buffer_updated(n)
+            return True
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(
                 exc, "Fatal error: protocol.buffer_updated() call failed.")
+            return False
 
     def _read_eof(self):
         # What the loop's LOOP_EV_EOF means: reading is over.
@@ -397,27 +410,14 @@ class StreamTransport(TransportBase, transports.Transport):
     def _deliver_to_buffer(self, data):
         view = memoryview(data)
         while view:
-            try:
-                buf = self._protocol.get_buffer(-1)
-                if not len(buf):
-                    raise RuntimeError("get_buffer() returned an empty buffer")
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(
-                    exc, "Fatal error: protocol.get_buffer() call failed.")
+            buf = self._get_buffer()
+            if buf is None:
                 return
             dest = memoryview(buf).cast("B")
             n = min(len(dest), len(view))
             dest[:n] = view[:n]
             view = view[n:]
-            try:
-                self._protocol.buffer_updated(n)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(
-                    exc, "Fatal error: protocol.buffer_updated() call failed.")
+            if not self._buffer_updated(n):
                 return
             if view and (self._paused or self._closing):
                 if self._paused:

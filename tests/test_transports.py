@@ -53,6 +53,25 @@ async def echo_server(loop, **kw):
     return server, server.sockets[0].getsockname()
 
 
+async def connect_to_raw_peer(loop, protocol_factory):
+    """One of our transports connected to a plain blocking socket, the peer:
+    (transport, protocol, peer)."""
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        tr, pr = await loop.create_connection(protocol_factory,
+                                              *lsock.getsockname())
+        peer, _ = lsock.accept()
+    return tr, pr, peer
+
+
+def reset(sock):
+    """Closes sock with an RST instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+
+
 def test_tcp_echo_protocol(loop):
     async def main():
         server, addr = await echo_server(loop)
@@ -352,36 +371,23 @@ def test_connect_refused(any_loop):
 
 def test_peer_reset_reaches_connection_lost(loop):
     async def main():
-        lsock = socket.socket()
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen()
-        tr, pr = await loop.create_connection(lambda: Collect(loop),
-                                              *lsock.getsockname())
-        peer, _ = lsock.accept()
-        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        peer.close()  # RST
+        tr, pr, peer = await connect_to_raw_peer(
+            loop, lambda: Collect(loop))
+        reset(peer)
         exc = await pr.done
         assert isinstance(exc, (ConnectionResetError, type(None)))
         if exc is None:
             assert "eof" in pr.events
-        lsock.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 10))
 
 
 def test_write_to_reset_peer_reports_error(loop):
     async def main():
-        lsock = socket.socket()
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen()
-        tr, pr = await loop.create_connection(lambda: Collect(loop),
-                                              *lsock.getsockname())
+        tr, pr, peer = await connect_to_raw_peer(
+            loop, lambda: Collect(loop))
         tr.pause_reading()
-        peer, _ = lsock.accept()
-        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        peer.close()
+        reset(peer)
         await asyncio.sleep(0.05)
         for _ in range(50):
             if tr.is_closing():
@@ -390,7 +396,6 @@ def test_write_to_reset_peer_reports_error(loop):
             await asyncio.sleep(0.01)
         exc = await pr.done
         assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
-        lsock.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 10))
 
@@ -741,12 +746,8 @@ def test_large_reads_are_the_transports_then_small_ones_the_loops(loop):
     big = _pattern(1 << 20)
 
     async def main():
-        lsock = socket.socket()
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen()
-        tr, pr = await loop.create_connection(lambda: Collect(loop),
-                                              *lsock.getsockname())
-        peer, _ = lsock.accept()
+        tr, pr, peer = await connect_to_raw_peer(
+            loop, lambda: Collect(loop))
         peer.setblocking(False)
         assert not tr._by_caller
         await loop.sock_sendall(peer, big)
@@ -767,19 +768,14 @@ def test_large_reads_are_the_transports_then_small_ones_the_loops(loop):
         assert pr.data == expected + big
         assert pr.events == ["made", "eof", ("lost", None)]
         peer.close()
-        lsock.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 20))
 
 
 def test_transport_reads_pause_resume_and_reset(loop):
     async def main():
-        lsock = socket.socket()
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen()
-        tr, pr = await loop.create_connection(lambda: Collect(loop),
-                                              *lsock.getsockname())
-        peer, _ = lsock.accept()
+        tr, pr, peer = await connect_to_raw_peer(
+            loop, lambda: Collect(loop))
         peer.setblocking(False)
         await loop.sock_sendall(peer, b"a" * 65536)
         while len(pr.data) < 65536:
@@ -794,13 +790,10 @@ def test_transport_reads_pause_resume_and_reset(loop):
             await asyncio.sleep(0.001)
         assert pr.data == b"a" * 65536 + b"b" * 65536
         assert tr._by_caller
-        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        peer.close()  # RST
+        reset(peer)
         exc = await pr.done
         assert isinstance(exc, ConnectionResetError)
         assert tr.is_closing()
-        lsock.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 20))
 
@@ -839,13 +832,7 @@ def test_buffered_protocol_reads_into_its_buffer(loop):
             self.done.set_result(exc)
 
     async def main():
-        lsock = socket.socket()
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen()
-        addr = lsock.getsockname()
-
-        tr, pr = await loop.create_connection(Buffered, *addr)
-        peer, _ = lsock.accept()
+        tr, pr, peer = await connect_to_raw_peer(loop, Buffered)
         assert tr._by_caller
         peer.sendall(_pattern(50_000))
         peer.shutdown(socket.SHUT_WR)
@@ -859,16 +846,14 @@ def test_buffered_protocol_reads_into_its_buffer(loop):
         for fail, exc_type in [("get_buffer", ZeroDivisionError),
                                ("empty", RuntimeError),
                                ("buffer_updated", ZeroDivisionError)]:
-            tr, pr = await loop.create_connection(
-                lambda: Buffered(fail), *addr)
-            peer, _ = lsock.accept()
+            tr, pr, peer = await connect_to_raw_peer(
+                loop, lambda: Buffered(fail))
             peer.sendall(b"data")
             assert isinstance(await pr.done, exc_type)
             assert "protocol." + ("get_buffer" if fail == "empty" else fail) \
                 in errors[-1]["message"]
             peer.close()
         loop.set_exception_handler(None)
-        lsock.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 20))
 
@@ -888,12 +873,8 @@ def test_protocol_switch_between_buffered_and_plain(loop):
             self.sink += self.buf[:nbytes]
 
     async def main():
-        lsock = socket.socket()
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen()
-        tr, plain = await loop.create_connection(lambda: Collect(loop),
-                                                 *lsock.getsockname())
-        peer, _ = lsock.accept()
+        tr, plain, peer = await connect_to_raw_peer(
+            loop, lambda: Collect(loop))
         peer.setblocking(False)
         sent = b""
         for i in range(6):
@@ -910,6 +891,5 @@ def test_protocol_switch_between_buffered_and_plain(loop):
         tr.close()
         await plain.done
         peer.close()
-        lsock.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 20))
