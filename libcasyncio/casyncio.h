@@ -55,7 +55,9 @@ enum {
     LOOP_EV_DRAINED = 6,   /* stream out-buffer became empty                  */
     LOOP_EV_RESUME = 7,    /* stream out-buffer fell to the low-water mark    */
     LOOP_EV_CHILD = 8,     /* child exited; fd = pid, a = returncode as
-                              asyncio gives it (exit code, or -signal)        */
+                              asyncio gives it (exit code, or -signal);
+                              b = 1 if someone else reaped it and the status
+                              is lost (a is 255 then), else 0                 */
     LOOP_EV_READABLE = 9,  /* stream readable, not read: its reads are the
                               caller's (loop_stream_read_by_caller)          */
 };
@@ -213,7 +215,8 @@ CASYNCIO_API void loop_read_arena(loop_t *loop, char **base, size_t *size);
 /* Watches child `pid` through a pidfd; when it exits the loop reaps it
  * (waitid on the pidfd) and reports LOOP_EV_CHILD (fn == NULL) or calls
  * fn(loop, pid, returncode, data).  returncode: the exit status, or -signal
- * when a signal killed it.  -ESRCH if no such process, -ECHILD if it is not
+ * when a signal killed it; 255 also when the status was lost (the event's b
+ * tells that case apart).  -ESRCH if no such process, -ECHILD if it is not
  * our child, -ENOSYS without pidfd support, -EEXIST if already watched. */
 typedef void (*loop_child_cb)(loop_t *loop, pid_t pid, int returncode, void *data);
 CASYNCIO_API int loop_child_watch(loop_t *loop, pid_t pid, loop_child_cb fn, void *data);

@@ -180,13 +180,14 @@ void child__dispatch(loop_t *loop, int fd, struct fd_slot *s)
     loop_child_cb fn = s->u.c.fn;
     void *data = s->u.c.data;
     siginfo_t si;
-    int code;
+    int code, lost = 0;
     ssize_t i;
 
     if (waitid_pidfd(fd, &si, WEXITED | WNOHANG) < 0) {
         /* ECHILD: reaped by someone else (a waitpid(-1) elsewhere, or
          * SIGCHLD ignored).  The status is lost; asyncio says 255. */
         code = 255;
+        lost = 1;
     } else if (si.si_pid == 0) {
         return;   /* not exited after all */
     } else if (si.si_code == CLD_EXITED) {
@@ -204,7 +205,7 @@ void child__dispatch(loop_t *loop, int fd, struct fd_slot *s)
         loop->stats.callbacks_run++;
         fn(loop, pid, code, data);
     } else {
-        loop__emit(loop, LOOP_EV_CHILD, pid, code, 0);
+        loop__emit(loop, LOOP_EV_CHILD, pid, code, lost);
     }
 }
 

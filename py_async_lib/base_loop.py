@@ -333,7 +333,9 @@ class BaseLoop(base_events.BaseEventLoop):
             elif kind == _EV_CHILD:
                 callback = self._children.pop(ints[i + 1], None)
                 if callback is not None:
-                    self._call_soon(callback, (ints[i + 1], ints[i + 2]), None)
+                    # None: reaped by someone else, the status is lost.
+                    returncode = None if ints[i + 3] else ints[i + 2]
+                    self._call_soon(callback, (ints[i + 1], returncode), None)
             else:
                 stream = self._streams.get(ints[i + 1])
                 if stream is not None:

@@ -44,15 +44,18 @@ class UnixSubprocessTransport(base_subprocess.BaseSubprocessTransport):
         proc = self._proc
         if proc is None:
             return
-        if proc.returncode is not None and returncode == _UNKNOWN_RETURNCODE:
-            # Popen reaped it first (poll() in close() or send_signal(),
-            # or the user's wait()), so the C loop found no status: Popen's
-            # is the real one.
+        if returncode is None:
+            # Someone else reaped it.  Popen itself (poll() in close() or
+            # send_signal(), or the user's wait()) has the real status;
+            # otherwise it is lost, and asyncio says 255.
             returncode = proc.returncode
-        else:
-            # From now on Popen knows it is gone (and will not signal a pid
-            # that may already belong to another process).
-            proc.returncode = returncode
+            if returncode is None:
+                logger.warning("Unknown child process pid %d, will report "
+                               "returncode 255", pid)
+                returncode = _UNKNOWN_RETURNCODE
+        # From now on Popen knows it is gone (and will not signal a pid that
+        # may already belong to another process).
+        proc.returncode = returncode
         # Like asyncio: one iteration for the pipes' last callbacks first.
         self._loop.call_soon(self._process_exited, returncode)
 
@@ -84,11 +87,7 @@ def _reap_in_thread(loop, pid, callback):
     proc = _popen_of(callback)
 
     def wait():
-        returncode = _waitpid(pid, proc)
-        if returncode is None:
-            returncode = _UNKNOWN_RETURNCODE
-            logger.warning("Unknown child process pid %d, will report "
-                           "returncode 255", pid)
+        returncode = _waitpid(pid, proc)   # None: the status is lost
         try:
             loop.call_soon_threadsafe(callback, pid, returncode)
         except RuntimeError:
@@ -109,6 +108,11 @@ def _explicit_child_watcher():
 
 
 def _from_watcher(pid, returncode, loop, transp):
+    # A watcher says 255 for a child someone else reaped (and has warned);
+    # if that someone was Popen, its status is the real one.
+    if returncode == _UNKNOWN_RETURNCODE and transp._proc is not None and \
+            transp._proc.returncode is not None:
+        returncode = None
     # A watcher may call from another thread (ThreadedChildWatcher).
     if not loop.is_closed():
         loop.call_soon_threadsafe(transp._child_exited, pid, returncode)
@@ -167,9 +171,9 @@ class ProcessMethods:
         """Arranges for callback(pid, returncode) to run on the loop once
         child `pid` has exited, the loop having reaped it.
 
-        returncode is asyncio's: the exit status, -signal for a child a
-        signal killed, 255 (with a warning) if its status was taken by
-        someone else before the loop could."""
+        returncode is asyncio's: the exit status, or -signal for a child
+        a signal killed; None if someone else reaped the child before the
+        loop could, and its status is lost."""
         self._check_closed()
         rc = lib.loop_child_watch(self._cloop, pid, NULL, NULL)
         if rc == 0:
@@ -177,9 +181,7 @@ class ProcessMethods:
         elif rc in (-errno.ESRCH, -errno.ECHILD):
             # Already reaped elsewhere (a waitpid(-1) somewhere, SIGCHLD
             # ignored): the status is gone.
-            logger.warning("Unknown child process pid %d, will report "
-                           "returncode 255", pid)
-            self.call_soon(callback, pid, _UNKNOWN_RETURNCODE)
+            self.call_soon(callback, pid, None)
         elif rc == -errno.EEXIST:
             raise RuntimeError(f"child process {pid} is already watched")
         else:

@@ -351,14 +351,37 @@ def test_watch_child_that_already_exited(loop):
     proc.returncode = 5   # Popen need not poll a reaped child
 
 
-def test_watch_child_already_reaped_gives_255_with_warning(loop, caplog):
+def test_watch_child_already_reaped_says_the_status_is_lost(loop):
     proc = subprocess.Popen([PY, "-c", "pass"])
     proc.wait()
     got = loop.create_future()
+    loop._watch_child(proc.pid, lambda pid, rc: got.set_result(rc))
+    assert run(loop, got) is None
+
+
+def test_child_reaped_elsewhere_gives_255_with_warning(loop, caplog):
+    # A waitpid() outside Popen and the loop takes the status: asyncio's
+    # answer is 255 and a warning.
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-c", "import time; time.sleep(0.2)")
+        os.waitpid(proc.pid, 0)   # the loop does not run meanwhile
+        return await proc.wait()
+
     with caplog.at_level(logging.WARNING, logger="asyncio"):
-        loop._watch_child(proc.pid, lambda pid, rc: got.set_result(rc))
-        assert run(loop, got) == 255
+        assert run(loop, main()) == 255
     assert "Unknown child process pid" in caplog.text
+
+
+def test_exit_status_255_is_not_a_lost_status(loop, caplog):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-c", "raise SystemExit(255)")
+        return await proc.wait()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        assert run(loop, main()) == 255
+    assert "Unknown child process pid" not in caplog.text
 
 
 def test_popen_reaping_first_keeps_the_real_returncode(loop):

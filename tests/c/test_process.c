@@ -25,6 +25,9 @@ static pid_t spawn_sleeper(void)
     return pid;
 }
 
+/* The `b` (status lost) of the last event wait_child_event found. */
+static int64_t child_lost;
+
 /* Runs until a LOOP_EV_CHILD for pid; returns its returncode, or -1000. */
 static int wait_child_event(loop_t *loop, pid_t pid)
 {
@@ -34,8 +37,10 @@ static int wait_child_event(loop_t *loop, pid_t pid)
     for (iter = 0; iter < 40; iter++) {
         n = loop_run_once(loop, 500, ev, MAXEV);
         for (i = 0; i < n; i++) {
-            if (ev[i].kind == LOOP_EV_CHILD && ev[i].fd == pid)
+            if (ev[i].kind == LOOP_EV_CHILD && ev[i].fd == pid) {
+                child_lost = ev[i].b;
                 return (int)ev[i].a;
+            }
         }
     }
     return -1000;
@@ -66,9 +71,17 @@ TEST(test_exit_code)
     REQUIRE(loop_child_watch(loop, pid, NULL, NULL) == 0);
     CHECK_EQ(loop_child_watch(loop, pid, NULL, NULL), -EEXIST);
     CHECK_EQ(wait_child_event(loop, pid), 3);
+    CHECK_EQ(child_lost, 0);
     /* reaped by the loop */
     CHECK_EQ(waitpid(pid, NULL, WNOHANG), -1);
     CHECK_EQ(loop_child_unwatch(loop, pid), -ENOENT);
+
+    /* a real 255 is not a lost status */
+    pid = spawn_exit(255);
+    REQUIRE(pid > 0);
+    REQUIRE(loop_child_watch(loop, pid, NULL, NULL) == 0);
+    CHECK_EQ(wait_child_event(loop, pid), 255);
+    CHECK_EQ(child_lost, 0);
     loop_free(loop);
 }
 
@@ -131,7 +144,8 @@ TEST(test_callback_and_already_exited)
     loop_free(loop);
 }
 
-/* Someone else reaps the child first: returncode 255, as in asyncio. */
+/* Someone else reaps the child first: returncode 255, as in asyncio, and
+ * the event says the status was lost. */
 TEST(test_reaped_elsewhere)
 {
     loop_t *loop;
@@ -144,6 +158,7 @@ TEST(test_reaped_elsewhere)
     CHECK_EQ(loop_child_watch(loop, pid, NULL, NULL), 0);
     CHECK_EQ(waitpid(pid, &status, 0), pid);
     CHECK_EQ(wait_child_event(loop, pid), 255);
+    CHECK_EQ(child_lost, 1);
     loop_free(loop);
 }
 
