@@ -47,7 +47,10 @@ all: lib ffi loadgen
 lib: $(LIB)
 
 ffi: lib
-	cp $(LIB) py_async_lib/
+	# A new file renamed over the old one: a process running the old
+	# library keeps its mapping (copying in place would crash it).
+	cp $(LIB) py_async_lib/libcasyncio.so.tmp
+	mv -f py_async_lib/libcasyncio.so.tmp py_async_lib/libcasyncio.so
 	$(PYTHON) build_ffi.py
 
 asan: $(ASAN_LIB)
