@@ -15,6 +15,7 @@ blocks in waitpid() instead and hands the status to the loop.
 import errno
 import os
 import subprocess
+import sys
 import threading
 
 from asyncio import base_subprocess
@@ -27,6 +28,9 @@ __all__ = ["ProcessMethods", "UnixSubprocessTransport"]
 
 # The status asyncio reports for a child whose status someone else took.
 _UNKNOWN_RETURNCODE = 255
+# asyncio 3.11 uses what the watcher's __enter__() returns, 3.12 and later
+# the watcher itself (CPython's tests check which).
+_USE_ENTERED_WATCHER = sys.version_info < (3, 12)
 
 
 class UnixSubprocessTransport(base_subprocess.BaseSubprocessTransport):
@@ -136,7 +140,9 @@ class ProcessMethods:
         if watcher is not None:
             # The application installed a watcher itself: asyncio would use
             # it, so we do too (and refuse to spawn if it is inactive).
-            with watcher as watcher:
+            with watcher as entered:
+                if _USE_ENTERED_WATCHER:
+                    watcher = entered
                 if not watcher.is_active():
                     raise RuntimeError("asyncio.get_child_watcher() is not "
                                        "activated, subprocess support is "
