@@ -259,6 +259,9 @@ def test_buffered_protocol(loop):
             writer.write(b"y" * 100_000)
             writer.write_eof()
             await writer.drain()
+            # Python 3.12's wait_closed() below waits for this connection.
+            writer.close()
+            await writer.wait_closed()
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         addr = server.sockets[0].getsockname()
