@@ -896,3 +896,74 @@ def test_protocol_switch_between_buffered_and_plain(loop):
         peer.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 20))
+
+
+def test_sock_recv_waits_clean_up_their_reader(any_loop):
+    # A sock_recv()/sock_recv_into() that has to wait registers a reader; it
+    # is gone once the data came, once the wait is cancelled, or once the
+    # read failed -- and a reader that replaced it is left alone.
+    loop = any_loop
+
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        try:
+            task = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            b.send(b"hi")
+            assert await task == b"hi"
+            assert not loop.remove_reader(a)          # already gone
+
+            buf = bytearray(10)
+            task = asyncio.ensure_future(loop.sock_recv_into(a, buf))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not loop.remove_reader(a)          # cancelled: gone
+
+            task = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            loop.add_reader(a, lambda: None)          # replaces the wait
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert loop.remove_reader(a)              # the new one stays
+
+            task = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                         b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            b.close()                                 # EOF on a socketpair
+            assert await task == b""
+            assert not loop.remove_reader(a)
+        finally:
+            a.close()
+            b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_sock_recv_wait_that_fails_removes_its_reader(any_loop):
+    loop = any_loop
+
+    async def main():
+        with socket.socket() as lsock:
+            lsock.bind(("127.0.0.1", 0))
+            lsock.listen()
+            client = socket.socket()
+            client.setblocking(False)
+            await loop.sock_connect(client, lsock.getsockname())
+            peer, _ = lsock.accept()
+        try:
+            task = asyncio.ensure_future(loop.sock_recv(client, 10))
+            await asyncio.sleep(0.01)
+            reset(peer)
+            with pytest.raises(ConnectionResetError):
+                await task
+            assert not loop.remove_reader(client)
+        finally:
+            client.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
