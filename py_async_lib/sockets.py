@@ -43,9 +43,7 @@ class SocketMethods:
     # costs a functools.partial, a Handle and a remove_reader() per wait).
 
     async def sock_recv(self, sock, n):
-        base_events._check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
+        self._check_sock(sock)
         try:
             return sock.recv(n)
         except (BlockingIOError, InterruptedError):
@@ -53,14 +51,17 @@ class SocketMethods:
         return await self._sock_read_when_ready(sock, sock.recv, n)
 
     async def sock_recv_into(self, sock, buf):
-        base_events._check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
+        self._check_sock(sock)
         try:
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             pass
         return await self._sock_read_when_ready(sock, sock.recv_into, buf)
+
+    def _check_sock(self, sock):
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
 
     async def _sock_read_when_ready(self, sock, read, arg):
         fut = self.create_future()
