@@ -190,15 +190,6 @@ static inline bool loop__has_room(const loop_t *loop)
     return loop->out_n < loop->out_max;
 }
 
-/* Refreshes what loop_poll_hint() shows; called wherever fds, timers, C
- * callbacks or spilled events come and go. */
-static inline void loop__sync_hint(loop_t *loop)
-{
-    loop->hint[0] = (int64_t)loop->nwatched + (int64_t)loop->ready_len +
-                    loop->spill_n;
-    loop->hint[1] = loop->tlen > 0 ? loop->theap[0].deadline : INT64_MAX;
-}
-
 /* ---- timer.c ----------------------------------------------------------- */
 
 /* Deadline of the earliest timer; false if there is none. */
@@ -206,6 +197,17 @@ bool timer__next(const loop_t *loop, int64_t *deadline);
 /* Fires timers due at `now`; stops when a fn == NULL timer finds no room. */
 void timer__run(loop_t *loop, int64_t now);
 void timer__free_all(loop_t *loop);
+
+/* Refreshes what loop_poll_hint() shows; called wherever fds, timers, C
+ * callbacks or spilled events come and go. */
+static inline void loop__sync_hint(loop_t *loop)
+{
+    int64_t deadline;
+
+    loop->hint[0] = (int64_t)loop->nwatched + (int64_t)loop->ready_len +
+                    loop->spill_n;
+    loop->hint[1] = timer__next(loop, &deadline) ? deadline : INT64_MAX;
+}
 
 /* ---- io.c -------------------------------------------------------------- */
 
