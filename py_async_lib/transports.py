@@ -328,42 +328,41 @@ class StreamTransport(TransportBase, transports.Transport):
     # asyncio's own recv, right before the protocol gets the bytes.
 
     def _recv(self):
-        try:
-            data = self._sock.recv(MAX_READ) if self._is_socket else \
-                os.read(self._sock_fd, MAX_READ)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return None
-        if not data:
-            self._read_eof()
-            return None
-        if len(data) < BULK_READ_LOW:
+        data = self._read_now(None)
+        if data is not None and len(data) < BULK_READ_LOW:
             # Small messages again: the loop's batched reads are cheaper.
             self._read_by_caller(False)
         return data
 
     def _recv_into_buffer(self):
         buf = self._get_buffer()
-        if buf is None:
-            return
+        if buf is not None:
+            n = self._read_now(buf)
+            if n is not None:
+                self._buffer_updated(n)
+
+    def _read_now(self, into):
+        """One read: new bytes (into is None) or how many went into `into`.
+        None when there was nothing to read, at EOF (reading then stops)
+        and on a read error (fatal)."""
         try:
-            n = self._sock.recv_into(buf) if self._is_socket else \
-                os.readv(self._sock_fd, [buf])
+            if into is None:
+                got = self._sock.recv(MAX_READ) if self._is_socket else \
+                    os.read(self._sock_fd, MAX_READ)
+            else:
+                got = self._sock.recv_into(into) if self._is_socket else \
+                    os.readv(self._sock_fd, [into])
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
-            return
-        if not n:
+            return None
+        if not got:
             self._read_eof()
-            return
-        self._buffer_updated(n)
+            return None
+        return got
 
     # A BufferedProtocol's two calls; an exception from either is fatal.
 
