@@ -95,22 +95,6 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
         self._protocol = protocol
         self._protocol_connected = True
 
-    def pause_reading(self):
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._stop_reading()
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self):
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._start_reading()
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
-
     # ---- receiving -------------------------------------------------------
 
     def _read_ready(self):

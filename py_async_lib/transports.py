@@ -101,6 +101,22 @@ class TransportBase(transports._FlowControlMixin):
     def is_reading(self):
         return not self._closing and not self._paused
 
+    def pause_reading(self):
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._stop_reading()
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._start_reading()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
     def _is_quiet_error(self, exc):
         """Errors that only a debug log line reports (the peer went away),
         rather than the loop's exception handler."""
@@ -248,6 +264,10 @@ class StreamTransport(TransportBase, transports.Transport):
         if not self._closing and not self._paused and self._fd >= 0:
             lib.loop_stream_read_start(self._cloop, self._fd)
 
+    def _stop_reading(self):
+        if self._fd >= 0:
+            lib.loop_stream_read_stop(self._cloop, self._fd)
+
     def _stream_event(self, kind, arg):
         # An emptied out-buffer matters only to a closing transport, a
         # waiting sendfile or a paused protocol: skip the callback otherwise
@@ -281,25 +301,11 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._buffered != self._by_caller:
             self._read_by_caller(self._buffered)
 
-    def pause_reading(self):
-        if not self.is_reading():
-            return
-        self._paused = True
-        if self._fd >= 0:
-            lib.loop_stream_read_stop(self._cloop, self._fd)
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
     def resume_reading(self):
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        if self._pending is not None:
+        if self._paused and not self._closing and self._pending is not None:
             # Bytes read before the pause are delivered first.
             self._loop._ready.append(self._read_handle)
-        self._start_reading()
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
+        super().resume_reading()
 
     def _read_ready(self):
         data = self._pending
@@ -392,8 +398,7 @@ class StreamTransport(TransportBase, transports.Transport):
 
     def _read_eof(self):
         # What the loop's LOOP_EV_EOF means: reading is over.
-        if self._fd >= 0:
-            lib.loop_stream_read_stop(self._cloop, self._fd)
+        self._stop_reading()
         self._on_eof()
 
     def _read_by_caller(self, on):
@@ -554,8 +559,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._closing:
             return
         self._closing = True
-        if self._fd >= 0:
-            lib.loop_stream_read_stop(self._cloop, self._fd)
+        self._stop_reading()
         self._maybe_finish_close()
 
     def _maybe_finish_close(self):
