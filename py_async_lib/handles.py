@@ -39,6 +39,8 @@ class TimerHandle(events.TimerHandle):
     __slots__ = ("_tid",)
 
     def __init__(self, when, callback, args, loop, context=None):
+        # Handle.__init__'s lines, inline on purpose: calling it would cost
+        # a Python call per timer and put its frame in _source_traceback.
         if context is None:
             context = _copy_context()
         self._context = context
