@@ -307,6 +307,7 @@ class BaseLoop(base_events.BaseEventLoop):
                 stream = self._streams.get(ints[i + 1])
                 if stream is not None and stream._pending is None:
                     stream._pending = _READ_NOW
+                    stream._read_avail = ints[i + 2]
                     ready.append(stream._read_handle)
             elif kind == _EV_TIMER:
                 handle = self._timers.pop(ints[i + 2], None)

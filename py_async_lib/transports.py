@@ -30,8 +30,18 @@ _BYTES_LIKE = (bytes, bytearray, memoryview)
 # A stream's _pending when the loop reported it readable and the transport
 # reads it itself (see StreamTransport._read_by_caller).
 READ_NOW = object()
-# Reads the transport makes itself: asyncio's size.
+# Reads the transport makes itself: at most asyncio's 256 KiB, and no more
+# than the kernel holds (LOOP_EV_READABLE's count).  recv(n) allocates a
+# bytes of n and shrinks it to what came; glibc serves 128 KiB or more with a
+# fresh mmap, and shrinking and freeing such a chunk does not raise its mmap
+# threshold (freeing a large one does).  So recv(256 KiB) on a stream of
+# 64 KiB messages paid mmap, ~18 page faults, mremap and munmap per message,
+# or not, depending on whether some earlier read had happened to fill more
+# than 128 KiB (issue 12: 3x the CPU in the slow mode).  A read sized to what
+# is there is never shrunk.  When the count is unknown, 64 KiB: below the
+# smallest threshold glibc uses.
 MAX_READ = 256 * 1024
+UNKNOWN_READ = 64 * 1024
 # A loop read this large switches the stream to reads by the transport; one
 # smaller than BULK_READ_LOW switches it back.
 BULK_READ = 16 * 1024
@@ -170,6 +180,7 @@ class StreamTransport(TransportBase, transports.Transport):
     _cloop = None
     _fd = -1
     _by_caller = False   # see _read_by_caller
+    _read_avail = 0      # bytes the kernel holds, as the loop last saw
 
     def __init__(self, loop, sock, protocol, extra=None, server=None):
         super().__init__(extra, loop)
@@ -353,8 +364,13 @@ class StreamTransport(TransportBase, transports.Transport):
         and on a read error (fatal)."""
         try:
             if into is None:
-                got = self._sock.recv(MAX_READ) if self._is_socket else \
-                    os.read(self._sock_fd, MAX_READ)
+                size = self._read_avail
+                if size <= 0:
+                    size = UNKNOWN_READ
+                elif size > MAX_READ:
+                    size = MAX_READ
+                got = self._sock.recv(size) if self._is_socket else \
+                    os.read(self._sock_fd, size)
             else:
                 got = self._sock.recv_into(into) if self._is_socket else \
                     os.readv(self._sock_fd, [into])
