@@ -20,6 +20,8 @@ from asyncio import base_events
 from asyncio.log import logger
 
 from ._binding import NULL, check, ffi, lib, os_error
+from ._binding import (EV_CHILD, EV_DATA, EV_IO, EV_READABLE, EV_TIMER,
+                       READABLE, WRITABLE)
 from .handles import Handle, TimerHandle, report_callback_exception
 from .transports import BULK_READ as _BULK_READ, READ_NOW as _READ_NOW
 
@@ -27,18 +29,6 @@ __all__ = ["BaseLoop"]
 
 # Events one crossing can carry; more simply wait for the next iteration.
 _EVENTS_MAX = 1024
-
-_EV_IO = lib.LOOP_EV_IO
-_EV_TIMER = lib.LOOP_EV_TIMER
-_EV_DATA = lib.LOOP_EV_DATA
-_EV_EOF = lib.LOOP_EV_EOF
-_EV_ERROR = lib.LOOP_EV_ERROR
-_EV_DRAINED = lib.LOOP_EV_DRAINED
-_EV_RESUME = lib.LOOP_EV_RESUME
-_EV_CHILD = lib.LOOP_EV_CHILD
-_EV_READABLE = lib.LOOP_EV_READABLE
-_READABLE = lib.LOOP_READABLE
-_WRITABLE = lib.LOOP_WRITABLE
 
 _fileobj_to_fd = selectors._fileobj_to_fd
 _loop_run_once = lib.loop_run_once   # one lookup, not one per iteration
@@ -282,7 +272,7 @@ class BaseLoop(base_events.BaseEventLoop):
         ready = self._ready
         for i in range(0, n * 4, 4):
             kind = ints[i]
-            if kind == _EV_DATA:
+            if kind == EV_DATA:
                 # The bytes are copied out of the arena now (it is reused by
                 # the next poll) and delivered by the stream's read handle,
                 # which runs in asyncio's order among the ready callbacks.
@@ -303,35 +293,35 @@ class BaseLoop(base_events.BaseEventLoop):
                         stream._pending += data
                     if size >= _BULK_READ:
                         stream._read_by_caller(True)
-            elif kind == _EV_READABLE:
+            elif kind == EV_READABLE:
                 stream = self._streams.get(ints[i + 1])
                 if stream is not None and stream._pending is None:
                     stream._pending = _READ_NOW
                     stream._read_avail = ints[i + 2]
                     ready.append(stream._read_handle)
-            elif kind == _EV_TIMER:
+            elif kind == EV_TIMER:
                 handle = self._timers.pop(ints[i + 2], None)
                 if handle is not None:
                     handle._scheduled = False
                     ready.append(handle)
-            elif kind == _EV_IO:
+            elif kind == EV_IO:
                 fd = ints[i + 1]
                 mask = ints[i + 2]
-                if mask & _READABLE:
+                if mask & READABLE:
                     handle = self._readers.get(fd)
                     if handle is not None:
                         if handle._cancelled:
                             self._remove_reader(fd)
                         else:
                             ready.append(handle)
-                if mask & _WRITABLE:
+                if mask & WRITABLE:
                     handle = self._writers.get(fd)
                     if handle is not None:
                         if handle._cancelled:
                             self._remove_writer(fd)
                         else:
                             ready.append(handle)
-            elif kind == _EV_CHILD:
+            elif kind == EV_CHILD:
                 callback = self._children.pop(ints[i + 1], None)
                 if callback is not None:
                     # None: reaped by someone else, the status is lost.

@@ -22,17 +22,11 @@ import stat
 from asyncio import constants
 from asyncio.log import logger
 
+from ._binding import EV_DRAINED, EV_EOF, EV_ERROR, EV_RESUME
 from ._binding import NULL, ffi, lib, os_error
-from .transports import StreamTransport
+from .transports import BYTES_LIKE, StreamTransport
 
 __all__ = ["ReadPipeTransport", "WritePipeTransport"]
-
-_EV_EOF = lib.LOOP_EV_EOF
-_EV_ERROR = lib.LOOP_EV_ERROR
-_EV_DRAINED = lib.LOOP_EV_DRAINED
-_EV_RESUME = lib.LOOP_EV_RESUME
-
-_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 class _PipeTransport(StreamTransport):
@@ -110,9 +104,9 @@ class ReadPipeTransport(_PipeTransport):
         return ["polling" if self.is_reading() else "idle"]
 
     def _on_stream_event(self, kind, arg):
-        if kind == _EV_EOF:
+        if kind == EV_EOF:
             self._on_eof()
-        elif kind == _EV_ERROR:
+        elif kind == EV_ERROR:
             self._fatal_error(os_error(-arg),
                               "Fatal read error on pipe transport")
 
@@ -189,11 +183,11 @@ class WritePipeTransport(_PipeTransport):
         self._peer_closed()
 
     def _on_stream_event(self, kind, arg):
-        if kind == _EV_DRAINED:
+        if kind == EV_DRAINED:
             self._on_drained()
-        elif kind == _EV_RESUME:
+        elif kind == EV_RESUME:
             self._maybe_resume_protocol()
-        elif kind == _EV_EOF or kind == _EV_ERROR:
+        elif kind == EV_EOF or kind == EV_ERROR:
             # EOF or a failed read (EBADF on the write end of a pipe): the
             # other end closed.  An error can also be a failed flush, which
             # _peer_closed() finds.
@@ -220,7 +214,7 @@ class WritePipeTransport(_PipeTransport):
     # ---- writing ---------------------------------------------------------
 
     def write(self, data):
-        if not isinstance(data, _BYTES_LIKE):
+        if not isinstance(data, BYTES_LIKE):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
         if type(data) is not bytes:

@@ -16,16 +16,13 @@ from asyncio import base_events, constants, events, futures, protocols
 from asyncio import transports, trsock
 from asyncio.log import logger
 
+from ._binding import EV_DRAINED, EV_EOF, EV_ERROR, EV_RESUME
 from ._binding import ffi, lib, os_error
 
 __all__ = ["SocketTransport"]
 
-_EV_EOF = lib.LOOP_EV_EOF
-_EV_ERROR = lib.LOOP_EV_ERROR
-_EV_DRAINED = lib.LOOP_EV_DRAINED
-_EV_RESUME = lib.LOOP_EV_RESUME
-
-_BYTES_LIKE = (bytes, bytearray, memoryview)
+# What write() and sendto() take, as asyncio checks it.
+BYTES_LIKE = (bytes, bytearray, memoryview)
 
 # A stream's _pending when the loop reported it readable and the transport
 # reads it itself (see StreamTransport._read_by_caller).
@@ -236,11 +233,6 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._by_caller:
             lib.loop_stream_read_by_caller(self._cloop, fd, 1)
 
-    def _suspend_stream(self):
-        """Takes the fd back from the C loop while the socket is used
-        directly (sendfile); the out-buffer is empty by then."""
-        self._release_stream()
-
     def _resume_stream(self):
         if self._sock is None or self._conn_lost or self._fd >= 0:
             return
@@ -248,7 +240,9 @@ class StreamTransport(TransportBase, transports.Transport):
         self._start_reading()
 
     def _release_stream(self):
-        """Takes the fd out of the C loop (dropping unsent bytes)."""
+        """Takes the fd out of the C loop (dropping unsent bytes).  Also
+        while sendfile uses the socket directly (the out-buffer is empty
+        then); _resume_stream() gives it back."""
         fd = self._fd
         if fd >= 0:
             self._fd = -1
@@ -285,21 +279,21 @@ class StreamTransport(TransportBase, transports.Transport):
         # (a busy writer sees one DRAINED per partial send).  close() called
         # later in this iteration finds the buffer empty and finishes by
         # itself.
-        if kind == _EV_DRAINED and not (self._closing or
+        if kind == EV_DRAINED and not (self._closing or
                                          self._protocol_paused or
                                          self._empty_waiter is not None):
             return
         self._loop._call_soon(self._on_stream_event, (kind, arg), None)
 
     def _on_stream_event(self, kind, arg):
-        if kind == _EV_DRAINED:
+        if kind == EV_DRAINED:
             self._on_drained()
-        elif kind == _EV_RESUME:
+        elif kind == EV_RESUME:
             self._maybe_resume_protocol()
             self._maybe_finish_close()
-        elif kind == _EV_EOF:
+        elif kind == EV_EOF:
             self._on_eof()
-        elif kind == _EV_ERROR:
+        elif kind == EV_ERROR:
             self._fatal_error(os_error(-arg), "Fatal error on socket transport")
 
     # ---- reading -----------------------------------------------------------
@@ -464,7 +458,7 @@ class StreamTransport(TransportBase, transports.Transport):
 
     def write(self, data):
         if type(data) is not bytes:
-            if not isinstance(data, _BYTES_LIKE):
+            if not isinstance(data, BYTES_LIKE):
                 raise TypeError(f"data argument must be a bytes-like object, "
                                 f"not {type(data).__name__!r}")
             try:
