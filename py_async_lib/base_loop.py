@@ -21,7 +21,7 @@ from asyncio.log import logger
 
 from ._binding import NULL, check, ffi, lib, os_error
 from ._binding import (EV_CHILD, EV_DATA, EV_IO, EV_READABLE, EV_TIMER,
-                       READABLE, WRITABLE)
+                       EVENT_INTS, HINT_INTS, READABLE, WRITABLE)
 from .handles import Handle, TimerHandle, report_callback_exception
 from .transports import BULK_READ as _BULK_READ, READ_NOW as _READ_NOW
 
@@ -69,8 +69,8 @@ class BaseLoop(base_events.BaseEventLoop):
         size = ffi.new("size_t *")
         lib.loop_read_arena(self._cloop, base, size)
         self._arena = memoryview(ffi.buffer(base[0], size[0]))
-        self._poll_hint = memoryview(
-            ffi.buffer(lib.loop_poll_hint(self._cloop), 16)).cast("q")
+        hint = lib.loop_poll_hint(self._cloop)
+        self._poll_hint = memoryview(ffi.buffer(hint, 8 * HINT_INTS)).cast("q")
 
     # ---- closing -------------------------------------------------------
 
@@ -268,9 +268,9 @@ class BaseLoop(base_events.BaseEventLoop):
 
     def _dispatch(self, n):
         """Turns n events from the C loop into ready callbacks."""
-        ints = self._event_ints[:n * 4].tolist()
+        ints = self._event_ints[:n * EVENT_INTS].tolist()
         ready = self._ready
-        for i in range(0, n * 4, 4):
+        for i in range(0, n * EVENT_INTS, EVENT_INTS):
             kind = ints[i]
             if kind == EV_DATA:
                 # The bytes are copied out of the arena now (it is reused by
