@@ -20,10 +20,10 @@ from asyncio import base_events
 from asyncio.log import logger
 
 from ._binding import NULL, check, ffi, lib, os_error
-from ._binding import (EV_CHILD, EV_DATA, EV_IO, EV_READABLE, EV_TIMER,
-                       EVENT_INTS, HINT_INTS, READABLE, WRITABLE)
+from ._binding import (EV_CHILD, EV_DATA, EV_DRAINED, EV_EOF, EV_ERROR,
+                       EV_IO, EV_READABLE, EV_RESUME, EV_TIMER, EVENT_INTS,
+                       HINT_INTS, READABLE, WRITABLE)
 from .handles import Handle, TimerHandle, report_callback_exception
-from .transports import BULK_READ as _BULK_READ, READ_NOW as _READ_NOW
 
 __all__ = ["BaseLoop"]
 
@@ -267,37 +267,42 @@ class BaseLoop(base_events.BaseEventLoop):
                 self._current_handle = None
 
     def _dispatch(self, n):
-        """Turns n events from the C loop into ready callbacks."""
+        """Routes n events from the C loop.
+
+        The loop owns the ready queue, the timers and the fd watchers: a
+        due timer or a ready fd puts its handle in the queue.  A stream
+        belongs to its transport (transports.StreamTransport), which owns
+        its read mode, its pending bytes and its write limits; the loop only
+        hands it what the C loop reported and never touches its fields:
+          LOOP_EV_DATA      the loop copies the bytes out of its arena (which
+                            the next poll reuses) and calls
+                            transport._data_read(bytes, size)
+          LOOP_EV_READABLE  transport._readable(nbytes): the transport reads
+                            for itself
+          EOF, ERROR, DRAINED, RESUME
+                            transport._stream_event(kind, a)
+        _data_read() and _readable() return True when the transport's read
+        handle (transport._read_handle) is to be queued: it delivers the
+        bytes in asyncio's order among the ready callbacks.  A transport
+        registers and unregisters its stream with _stream_opened() and
+        _stream_closed().
+        """
         ints = self._event_ints[:n * EVENT_INTS].tolist()
         ready = self._ready
+        streams = self._streams
         for i in range(0, n * EVENT_INTS, EVENT_INTS):
             kind = ints[i]
             if kind == EV_DATA:
-                # The bytes are copied out of the arena now (it is reused by
-                # the next poll) and delivered by the stream's read handle,
-                # which runs in asyncio's order among the ready callbacks.
-                stream = self._streams.get(ints[i + 1])
+                stream = streams.get(ints[i + 1])
                 if stream is not None:
                     off = ints[i + 3]
                     size = ints[i + 2]
                     data = self._arena[off:off + size].tobytes()
-                    pending = stream._pending
-                    if pending is None:
-                        stream._pending = data
+                    if stream._data_read(data, size):
                         ready.append(stream._read_handle)
-                    elif pending is _READ_NOW:
-                        # Queued when reads were the transport's: the
-                        # loop's read is the data now.
-                        stream._pending = data
-                    else:
-                        stream._pending += data
-                    if size >= _BULK_READ:
-                        stream._read_by_caller(True)
             elif kind == EV_READABLE:
-                stream = self._streams.get(ints[i + 1])
-                if stream is not None and stream._pending is None:
-                    stream._pending = _READ_NOW
-                    stream._read_avail = ints[i + 2]
+                stream = streams.get(ints[i + 1])
+                if stream is not None and stream._readable(ints[i + 2]):
                     ready.append(stream._read_handle)
             elif kind == EV_TIMER:
                 handle = self._timers.pop(ints[i + 2], None)
@@ -321,16 +326,25 @@ class BaseLoop(base_events.BaseEventLoop):
                             self._remove_writer(fd)
                         else:
                             ready.append(handle)
+            elif (kind == EV_DRAINED or kind == EV_RESUME or kind == EV_EOF
+                  or kind == EV_ERROR):
+                stream = streams.get(ints[i + 1])
+                if stream is not None:
+                    stream._stream_event(kind, ints[i + 2])
             elif kind == EV_CHILD:
                 callback = self._children.pop(ints[i + 1], None)
                 if callback is not None:
                     # None: reaped by someone else, the status is lost.
                     returncode = None if ints[i + 3] else ints[i + 2]
                     self._call_soon(callback, (ints[i + 1], returncode), None)
-            else:
-                stream = self._streams.get(ints[i + 1])
-                if stream is not None:
-                    stream._stream_event(kind, ints[i + 2])
+            # No other kind exists (casyncio.h): nothing else is routed.
+
+    def _stream_opened(self, fd, transport):
+        """fd is now a C stream of this loop, its events transport's."""
+        self._streams[fd] = transport
+
+    def _stream_closed(self, fd):
+        self._streams.pop(fd, None)
 
     # ---- fd watchers ---------------------------------------------------
 

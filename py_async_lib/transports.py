@@ -228,7 +228,7 @@ class StreamTransport(TransportBase, transports.Transport):
             raise os_error(rc)
         self._cloop = loop._cloop
         self._fd = fd
-        loop._streams[fd] = self
+        loop._stream_opened(fd, self)
         self._push_write_limits()
         if self._by_caller:
             lib.loop_stream_read_by_caller(self._cloop, fd, 1)
@@ -248,7 +248,7 @@ class StreamTransport(TransportBase, transports.Transport):
             self._fd = -1
             if self._cloop is not None:
                 lib.loop_stream_close(self._cloop, fd)
-                self._loop._streams.pop(fd, None)
+                self._loop._stream_closed(fd)
         self._pending = None
 
     def _loop_closed(self):
@@ -309,8 +309,37 @@ class StreamTransport(TransportBase, transports.Transport):
     def resume_reading(self):
         if self._paused and not self._closing and self._pending is not None:
             # Bytes read before the pause are delivered first.
-            self._loop._ready.append(self._read_handle)
+            self._loop._call_soon(self._read_ready, (),
+                                  self._read_handle._context)
         super().resume_reading()
+
+    # What the loop reports (see BaseLoop._dispatch): True when the read
+    # handle is to be queued, that is when nothing was pending.
+
+    def _data_read(self, data, size):
+        """The C loop read `data` (size bytes) for this stream
+        (LOOP_EV_DATA)."""
+        if size >= BULK_READ:
+            self._read_by_caller(True)
+        pending = self._pending
+        if pending is None:
+            self._pending = data
+            return True
+        if pending is READ_NOW:
+            # Queued when the reads were ours: the loop's read is the data.
+            self._pending = data
+        else:
+            self._pending = pending + data
+        return False
+
+    def _readable(self, nbytes):
+        """The stream is readable and the read is ours (LOOP_EV_READABLE);
+        the kernel holds nbytes (0: unknown)."""
+        if self._pending is not None:
+            return False
+        self._pending = READ_NOW
+        self._read_avail = nbytes
+        return True
 
     def _read_ready(self):
         data = self._pending
