@@ -19,12 +19,11 @@ import errno
 import os
 import stat
 
-from asyncio import constants
 from asyncio.log import logger
 
 from ._binding import EV_DRAINED, EV_EOF, EV_ERROR, EV_RESUME
-from ._binding import NULL, ffi, lib, os_error
-from .transports import BYTES_LIKE, StreamTransport
+from ._binding import NULL, lib, os_error
+from .transports import StreamTransport
 
 __all__ = ["ReadPipeTransport", "WritePipeTransport"]
 
@@ -201,8 +200,7 @@ class WritePipeTransport(_PipeTransport):
             # buffer: report that error, as the write did.
             err = lib.loop_write(self._cloop, self._fd, NULL, 0)
             if err < 0:
-                self._fatal_error(os_error(err),
-                                  "Fatal write error on pipe transport")
+                self._fatal_error(os_error(err), self._write_error)
                 return
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
@@ -213,31 +211,16 @@ class WritePipeTransport(_PipeTransport):
 
     # ---- writing ---------------------------------------------------------
 
-    def write(self, data):
-        if not isinstance(data, BYTES_LIKE):
-            raise TypeError(f"data argument must be a bytes-like object, "
-                            f"not {type(data).__name__!r}")
-        if type(data) is not bytes:
-            data = ffi.from_buffer(data)
-        if not len(data):
-            return
-        if self._conn_lost or self._closing or self._fd < 0:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("pipe closed by peer or "
-                               "os.write(pipe, data) raised exception.")
-            self._conn_lost += 1
-            return
-        size = lib.loop_write(self._cloop, self._fd, data, len(data))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
-        elif size < 0:
-            self._conn_lost += 1
-            self._fatal_error(os_error(size),
-                              "Fatal write error on pipe transport")
+    # StreamTransport.write()/writelines(), with asyncio's pipe wording.
+    _write_error = "Fatal write error on pipe transport"
+    _dropped_write_warning = ("pipe closed by peer or "
+                              "os.write(pipe, data) raised exception.")
+    _closing_drops_writes = True
 
-    def writelines(self, list_of_data):
-        # One write() for all of it, as asyncio's WriteTransport does.
-        self.write(b"".join(list_of_data))
+    def _write_fatal(self, exc):
+        # As asyncio's pipe: the failed write counts as a lost one.
+        self._conn_lost += 1
+        super()._write_fatal(exc)
 
     def _on_drained(self):
         self._maybe_resume_protocol()
@@ -253,8 +236,9 @@ class WritePipeTransport(_PipeTransport):
         # the buffer has drained.
         if self._closing:
             return
+        # _closing, not _eof: later writes are dropped (counted), not
+        # refused, as asyncio's pipe does.
         self._closing = True
-        self._eof = True
         if not self.get_write_buffer_size():
             self._force_close(None)
 

@@ -485,47 +485,40 @@ class StreamTransport(TransportBase, transports.Transport):
 
     # ---- writing -----------------------------------------------------------
 
+    # The one write path of every stream transport (write_pipe's too): the
+    # same checks, warning and error handling for write() and writelines().
+    # What differs is said by three class attributes: asyncio's socket
+    # transport's words here, its pipe transport's in pipes.py.
+    _write_error = "Fatal write error on socket transport"
+    _dropped_write_warning = "socket.send() raised exception."
+    # A closing socket transport still sends what is written before the
+    # close completes; a closing pipe drops it, as asyncio's does.
+    _closing_drops_writes = False
+
     def write(self, data):
         if type(data) is not bytes:
-            if not isinstance(data, BYTES_LIKE):
-                raise TypeError(f"data argument must be a bytes-like object, "
-                                f"not {type(data).__name__!r}")
-            try:
-                data = ffi.from_buffer(data)
-            except BufferError as exc:
-                # A memoryview that is not C-contiguous.  asyncio's send()
-                # of it fails, a fatal write error, when nothing is
-                # buffered; otherwise it buffers the view's bytes.
-                if (not self._eof and self._empty_waiter is None and data
-                        and not self._conn_lost and self._fd >= 0
-                        and not self.get_write_buffer_size()):
-                    self._fatal_error(
-                        exc, "Fatal write error on socket transport")
-                    return
-                data = data.tobytes()
-        if self._eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to write; sendfile is in progress")
+            data = self._write_buffer(data)
+            if data is None:
+                return
+        if self._eof or self._empty_waiter is not None:
+            self._refuse_write("write")
         if not len(data):
             return
-        if self._conn_lost or self._fd < 0:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+        if (self._conn_lost or self._fd < 0 or
+                (self._closing and self._closing_drops_writes)):
+            self._drop_write()
             return
         size = _loop_write(self._cloop, self._fd, data, len(data))
         if size > self._high_water and not self._protocol_paused:
             self._maybe_pause_protocol()
         elif size < 0:
-            self._fatal_error(os_error(size),
-                              "Fatal write error on socket transport")
+            self._write_fatal(os_error(size))
 
     def writelines(self, list_of_data):
         # asyncio's is write(b"".join(list_of_data)): the same checks here,
         # then one writev() instead of the join.
         chunks = list(list_of_data)
-        if len(chunks) < 2 or self._conn_lost or self._fd < 0:
+        if len(chunks) < 2 or self._writes_dropped():
             self.write(b"".join(chunks))
             return
         for i, d in enumerate(chunks):
@@ -538,10 +531,8 @@ class StreamTransport(TransportBase, transports.Transport):
                     raise TypeError(f"sequence item {i}: expected a "
                                     f"bytes-like object, {type(d).__name__} "
                                     f"found")
-        if self._eof:
-            raise RuntimeError("Cannot call writelines() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to writelines; sendfile is in progress")
+        if self._eof or self._empty_waiter is not None:
+            self._refuse_write("writelines")
         views = [ffi.from_buffer(d) for d in chunks]  # kept alive for the call
         bufs = ffi.new("void *[]", views)
         lens = ffi.new("size_t[]", [len(v) for v in views])
@@ -549,8 +540,45 @@ class StreamTransport(TransportBase, transports.Transport):
         if size > self._high_water and not self._protocol_paused:
             self._maybe_pause_protocol()
         elif size < 0:
-            self._fatal_error(os_error(size),
-                              "Fatal write error on socket transport")
+            self._write_fatal(os_error(size))
+
+    def _write_buffer(self, data):
+        """What write() was given (not bytes) as a buffer for loop_write(),
+        or None when that already failed the transport."""
+        if not isinstance(data, BYTES_LIKE):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        try:
+            return ffi.from_buffer(data)
+        except BufferError as exc:
+            # A memoryview that is not C-contiguous.  asyncio's send() of
+            # it fails, a fatal write error, when nothing is buffered;
+            # otherwise it buffers the view's bytes.
+            if (data and not self._eof and self._empty_waiter is None
+                    and not self._writes_dropped()
+                    and not self.get_write_buffer_size()):
+                self._write_fatal(exc)
+                return None
+            return data.tobytes()
+
+    def _writes_dropped(self):
+        return (self._conn_lost or self._fd < 0 or
+                (self._closing and self._closing_drops_writes))
+
+    def _refuse_write(self, what):
+        if self._eof:
+            raise RuntimeError(f"Cannot call {what}() after write_eof()")
+        raise RuntimeError(f"unable to {what}; sendfile is in progress")
+
+    def _drop_write(self):
+        # A write after the end: counted, and warned about past a few, as
+        # asyncio does.
+        if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            logger.warning(self._dropped_write_warning)
+        self._conn_lost += 1
+
+    def _write_fatal(self, exc):
+        self._fatal_error(exc, self._write_error)
 
     def get_write_buffer_size(self):
         if self._fd < 0:

@@ -1170,10 +1170,7 @@ def write_pipe_reader_closed(loop):
 
 
 
-@case(deviation="pipes.py: write() of a memoryview that is not C-contiguous "
-                "raises BufferError from the call; asyncio's os.write() "
-                "fails inside, and the transport closes with the "
-                "BufferError reported to the exception handler")
+@case
 def write_pipe_noncontiguous_memoryview(loop):
     r, w = os.pipe()
     wf = os.fdopen(w, "wb", buffering=0)
