@@ -247,22 +247,28 @@ class BaseLoop(base_events.BaseEventLoop):
                 if n < 0:
                     raise os_error(n)
                 self._dispatch(n)
-        ntodo = len(ready)
         if self._debug:
-            self._run_ready_debug(ntodo)
+            self._run_ready_debug(len(ready))
             return
         popleft = ready.popleft
-        for _ in range(ntodo):
-            handle = popleft()
-            if handle._cancelled:
-                continue
-            try:
-                handle._context.run(handle._callback, *handle._args)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                report_callback_exception(handle, exc)
-        handle = None  # Break cycles when an exception occurred.
+        while True:
+            for _ in range(len(ready)):
+                handle = popleft()
+                if handle._cancelled:
+                    continue
+                try:
+                    handle._context.run(handle._callback, *handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    report_callback_exception(handle, exc)
+            handle = None  # Break cycles when an exception occurred.
+            # The next iteration would skip the poll too (see above): run
+            # its callbacks here, without returning to run_forever(), which
+            # would only check _stopping and call us again.
+            if (self._stopping or not ready or self._debug or hint[0] or
+                    hint[1] <= _monotonic_ns()):
+                return
 
     def _run_ready_debug(self, ntodo):
         ready = self._ready
