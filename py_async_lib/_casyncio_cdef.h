@@ -46,7 +46,9 @@ typedef struct loop_stats {
 
 int loop_new(loop_t **out);
 void loop_free(loop_t *loop);
-int loop_run_once(loop_t *loop, int timeout_ms, loop_event_t *events, int max);
+/* loop_run_once() releasing the GIL only when it may block (build_ffi.py):
+ * the other calls keep the GIL. */
+int pyal_run_once(loop_t *loop, int timeout_ms, loop_event_t *events, int max);
 const int64_t *loop_poll_hint(const loop_t *loop);
 int loop_wakeup(loop_t *loop);
 void loop_stats(const loop_t *loop, loop_stats_t *out);

@@ -32,7 +32,7 @@ __all__ = ["BaseLoop"]
 _EVENTS_MAX = 1024
 
 _fileobj_to_fd = selectors._fileobj_to_fd
-_loop_run_once = lib.loop_run_once   # one lookup, not one per iteration
+_loop_run_once = lib.pyal_run_once   # one lookup, not one per iteration
 _loop_call_at = lib.loop_call_at
 _monotonic_ns = time.monotonic_ns    # the C loop's clock (CLOCK_MONOTONIC)
 _copy_context = contextvars.copy_context
