@@ -206,20 +206,31 @@ def _tail(text: str, lines: int = 6) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def probe_loop(name: str) -> Tuple[bool, str]:
-    """Check in a child process that loop *name* works (a crash is survivable)."""
-    cmd = [sys.executable, "-m", "benchmarks.throughput", "--probe", name]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_child_env())
-    except subprocess.TimeoutExpired:
-        return False, "probe timed out"
-    for line in reversed(proc.stdout.strip().splitlines()):
+def probe_loops(names: Sequence[str]) -> Dict[str, Tuple[bool, str]]:
+    """Check in child processes (all at once) that each loop or reference
+    works; a crash is survivable.  name -> (available, info)."""
+    procs = {name: subprocess.Popen([sys.executable, "-m", "benchmarks.throughput",
+                                     "--probe", name], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=_child_env())
+             for name in names}
+    out: Dict[str, Tuple[bool, str]] = {}
+    for name, proc in procs.items():
         try:
-            rec = json.loads(line)
-            return bool(rec["available"]), str(rec["info"])
-        except (ValueError, KeyError):
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            out[name] = (False, "probe timed out")
             continue
-    return False, f"probe exited {proc.returncode}: {_tail(proc.stderr, 3)}"
+        out[name] = (False, f"probe exited {proc.returncode}: {_tail(stderr, 3)}")
+        for line in reversed(stdout.strip().splitlines()):
+            try:
+                rec = json.loads(line)
+                out[name] = (bool(rec["available"]), str(rec["info"]))
+                break
+            except (ValueError, KeyError):
+                continue
+    return out
 
 
 def run_child(workload: str, loop: str, args: argparse.Namespace,
@@ -762,8 +773,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.perf_counter()
     loops: List[str] = args.loop_names
     loop_info: Dict[str, Dict[str, Any]] = {}
-    for name in loops:
-        ok, info = probe_loop(name)
+    for name, (ok, info) in probe_loops(loops).items():
         loop_info[name] = {"available": ok, "info": info}
         if not ok:
             log(f"note: skipping {name}: {info}")

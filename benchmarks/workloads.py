@@ -378,6 +378,12 @@ def _server_closer(server: asyncio.AbstractServer,
     return close
 
 
+#: listen() backlog of the Protocol servers: asyncio's default (100) makes the
+#: kernel drop SYNs while 10k connections open at once, and each drop costs
+#: the client a 1 s retransmit
+BACKLOG = 4096
+
+
 async def start_protocol_server(protocol: type, unix_path: Optional[str] = None) -> ServerHandle:
     loop = asyncio.get_running_loop()
     registry: Set[asyncio.BaseTransport] = set()
@@ -386,10 +392,10 @@ async def start_protocol_server(protocol: type, unix_path: Optional[str] = None)
         return protocol(registry)
 
     if unix_path is not None:
-        server = await loop.create_unix_server(factory, unix_path)
+        server = await loop.create_unix_server(factory, unix_path, backlog=BACKLOG)
         address: Any = unix_path
     else:
-        server = await loop.create_server(factory, "127.0.0.1", 0)
+        server = await loop.create_server(factory, "127.0.0.1", 0, backlog=BACKLOG)
         address = server.sockets[0].getsockname()[:2]
     return ServerHandle(address, _server_closer(server, registry))
 
