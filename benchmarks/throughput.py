@@ -3,7 +3,7 @@
 Run from the repository root::
 
     PYTHONPATH=. python -m benchmarks.throughput              # full run, table
-    PYTHONPATH=. python -m benchmarks.throughput --quick      # CI smoke (~30 s)
+    PYTHONPATH=. python -m benchmarks.throughput --quick      # smoke test (< 2 min)
     PYTHONPATH=. python -m benchmarks.throughput --only echo_protocol_1k,tasks_sleep0
     PYTHONPATH=. python -m benchmarks.throughput --loops asyncio,uvloop
     PYTHONPATH=. python -m benchmarks.throughput --json            # JSON on stdout
@@ -11,23 +11,35 @@ Run from the repository root::
     PYTHONPATH=. python -m benchmarks.throughput --plot ratios.png # bar chart
     PYTHONPATH=. python -m benchmarks.throughput --repeat 3        # best of 3
     PYTHONPATH=. python -m benchmarks.throughput --list            # workloads
+    PYTHONPATH=. python -m benchmarks.throughput --python /usr/bin/python3.13,python3.11
 
 Every workload runs on every selected loop: ``asyncio`` (an
 asyncio.SelectorEventLoop), ``uvloop`` (when importable) and ``py_async_lib``
-(when ``import py_async_lib`` works and provides ``new_event_loop()``).  Each
-(workload, loop) pair runs in its own fresh child process
+(when ``import py_async_lib`` works and provides ``new_event_loop()``), and on
+the references of benchmarks/references.py: ``floor`` (the least a
+Python-level loop must do for the row: benchmarks/floor.py for loop rows,
+benchmarks/floor_server.py on libcasyncio's cffi binding for network rows),
+``c_casyncio`` (examples/echo_server.c, C on libcasyncio alone) and
+``c_epoll`` (benchmarks/epoll_echo.c); a reference without a figure for a row
+shows ``-``.  Each (workload, loop) pair runs in its own fresh child process
 (``python -m benchmarks.throughput --child WORKLOAD LOOP`` prints one JSON
 line), so loops cannot disturb each other and a crash or hang in one loop is
 reported as an error for that pair while the run goes on.  A measurement is a
 warm-up (--warmup, default 0.25 s) followed by --duration seconds (default
-1.5 s); the default full run (13 workloads x 3 loops) takes about 2 minutes
+1.5 s); the default full run (16 workloads x 6 columns) takes about 5 minutes
 on a 2-core machine.  uvloop and matplotlib are bench-only dependencies
-(``pip install uvloop matplotlib``).
+(``pip install uvloop matplotlib``).  ``--python A,B`` runs the whole thing
+once per interpreter (each needs uvloop, cffi and ``make ffi PYTHON=...``).
 
-The table shows operations per second per loop, then the ratios
-``py_async_lib/asyncio`` and ``py_async_lib/uvloop`` (above 1.00x means
+The first table shows operations per second per column, then the ratios
+``ours/asyncio``, ``ours/uvloop`` and ``ours/floor`` (above 1.00x means
 py_async_lib is faster), plus ``uvloop/asyncio`` for reference, and a geometric
-mean row.  The exit status is 1 if any measurement failed.
+mean row.  For the network rows further tables give the server's CPU time
+per message (µs; the server process's CPU over the load generator's whole
+life divided by every request it made), the load generator's p50/p99 round
+trip (µs), the server's minor page faults per message, and for idle_10k the
+server's memory per connection and the time to serve one message on every
+connection.  The exit status is 1 if any measurement failed.
 
 Workloads (what one "operation" is, in brackets)
 ------------------------------------------------
@@ -47,6 +59,9 @@ tasks_sleep0        50k tasks each doing ``await asyncio.sleep(0)`` 3 times,
                     gather; 50k live tasks at once.
 future_pingpong     two tasks handing control to each other through futures
                     [hand-offs].  Future completion -> task wake-up latency.
+call_soon_threadsafe 2 threads hand 200k callbacks to the running loop with
+                    call_soon_threadsafe [callbacks run].  The path of servers
+                    whose I/O runs in another thread (executors, grpc).
 
 Network; the server runs in the loop under test, the load comes from a
 separate C process (benchmarks/loadgen.c) with --connections connections
@@ -65,6 +80,17 @@ echo_unix_1k          asyncio.Protocol echo over a Unix socket, 1 KiB.
 http_keepalive        minimal HTTP/1.1 keep-alive server as an asyncio.Protocol
                       (request line + headers to the blank line, 200 OK with a
                       small body), load generator in --http mode.
+echo_protocol_64k_busy echo_protocol_64k while a spinning process (started and
+                      stopped by the harness) keeps the load generator's CPU
+                      busy: the contended case where a loop's reads can fall
+                      into a slow, page-faulting mode.
+idle_10k              10k idle TCP connections (--scale-connections; 2k with
+                      --quick; capped by ulimit -n) to the Protocol echo
+                      server; each sweep sends one 1 KiB message on every
+                      connection and waits for all the echoes [messages].
+                      Reports server memory per connection (RSS growth from
+                      before the connections to after the first sweep) and
+                      the best/median sweep time.
 
 Noise and how it is reported
 ----------------------------
