@@ -8,8 +8,9 @@ run, how far a loop whose dispatch is written in Python could go at all:
 * ``call_soon`` makes a slotted handle holding the callback, its arguments
   and its context (a copy of the current one when none is given, as asyncio
   does) and appends it to a ``deque``;
-* an iteration moves the timers that are due from a ``heapq`` (cancelled
-  ones are dropped lazily when they reach the top) to the ready queue, then
+* an iteration moves the timers that are due from a ``heapq`` of
+  ``(when, sequence, handle)`` tuples (compared in C; cancelled ones are
+  dropped lazily when they reach the top) to the ready queue, then
   runs the handles that were ready when it started, each as
   ``context.run(callback, *args)`` under a try/except that hands errors to
   ``call_exception_handler``;
@@ -28,6 +29,7 @@ import asyncio
 import collections
 import contextvars
 import heapq
+import itertools
 import os
 import select
 import sys
@@ -63,9 +65,6 @@ class _TimerHandle(_Handle):
         _Handle.__init__(self, callback, args, context)
         self._when = when
 
-    def __lt__(self, other: "_TimerHandle") -> bool:
-        return self._when < other._when
-
     def when(self) -> float:
         return self._when
 
@@ -76,7 +75,8 @@ class FloorLoop(asyncio.AbstractEventLoop):
 
     def __init__(self) -> None:
         self._ready: collections.deque = collections.deque()
-        self._timers: list = []
+        self._timers: list = []  # (when, sequence, _TimerHandle)
+        self._sequence = itertools.count()
         self._stopping = False
         self._running = False
         self._closed = False
@@ -111,7 +111,7 @@ class FloorLoop(asyncio.AbstractEventLoop):
                 context: Optional[contextvars.Context] = None) -> _TimerHandle:
         timer = _TimerHandle(when, callback, args,
                              _copy_context() if context is None else context)
-        heapq.heappush(self._timers, timer)
+        heapq.heappush(self._timers, (when, next(self._sequence), timer))
         return timer
 
     def time(self) -> float:
@@ -133,8 +133,8 @@ class FloorLoop(asyncio.AbstractEventLoop):
         timers = self._timers
         if timers:
             now = _monotonic()
-            while timers and (timers[0]._cancelled or timers[0]._when <= now):
-                timer = heapq.heappop(timers)
+            while timers and (timers[0][0] <= now or timers[0][2]._cancelled):
+                timer = heapq.heappop(timers)[2]
                 if not timer._cancelled:
                     ready.append(timer)
         if not ready:
@@ -159,7 +159,7 @@ class FloorLoop(asyncio.AbstractEventLoop):
         try:
             if self._ready:  # a thread added one after the first look
                 return
-            timeout = max(0.0, self._timers[0]._when - _monotonic()) if self._timers else None
+            timeout = max(0.0, self._timers[0][0] - _monotonic()) if self._timers else None
             select.select([self._wake_r], [], [], timeout)
             try:
                 os.read(self._wake_r, 4096)
