@@ -570,7 +570,8 @@ def write_plot(report: Dict[str, Any], loops: List[str], path: str) -> None:
     footer = (f"Python {meta['python']} on {meta['machine']}, {meta['cpu_count']} CPUs, "
               f"{meta['duration']} s per measurement{' (quick)' if meta['quick'] else ''}, "
               f"{meta['date']}")
-    colors = {"asyncio": "#9e9e9e", "uvloop": "#ff9800", "py_async_lib": "#1f77b4"}
+    colors = {"asyncio": "#9e9e9e", "uvloop": "#ff9800", "py_async_lib": "#1f77b4",
+              FLOOR: "#2ca02c", C_CASYNCIO: "#d62728", C_EPOLL: "#9467bd"}
 
     if len(measured) < 2:
         # nothing to compare: absolute throughput
@@ -603,9 +604,11 @@ def write_plot(report: Dict[str, Any], loops: List[str], path: str) -> None:
     panels: List[Tuple[str, List[Tuple[str, str]]]] = [
         (f"Throughput relative to {base} (higher is better; {base} = 1.0)",
          [(l, base) for l in others])]
-    if OURS in measured and RIVAL in measured and base != RIVAL:
-        panels.append((f"{OURS} relative to {RIVAL} (above 1.0: {OURS} is faster)",
-                       [(OURS, RIVAL)]))
+    second = [(OURS, ref) for ref in (RIVAL, FLOOR) if OURS in measured and ref in measured
+              and ref != base]
+    if second:
+        panels.append((f"{OURS} relative to " + " and to ".join(r for _, r in second)
+                       + f" (above 1.0: {OURS} is faster)", second))
 
     def disturbed(rec: Optional[Dict[str, Any]]) -> bool:
         return bool(rec) and (cpu_wait(rec) or 0) > CONTENTION_LIMIT
@@ -624,7 +627,10 @@ def write_plot(report: Dict[str, Any], loops: List[str], path: str) -> None:
             heights = [v if v is not None else 0 for v in vals]
             label = f"{a} / {b}"
             bars = ax.bar(xs, heights, width * 0.92, label=label,
-                          color=colors.get(a, f"C{i}"), edgecolor="black", linewidth=0.4)
+                          # one numerator for every pair: colour by the denominator
+                          color=colors.get(b if len({x for x, _ in pairs}) == 1
+                                           and len(pairs) > 1 else a, f"C{i}"),
+                          edgecolor="black", linewidth=0.4)
             pair_disturbed = False
             for bar, w in zip(bars, workloads):
                 if disturbed(results[w].get(a)) or disturbed(results[w].get(b)):
