@@ -131,9 +131,8 @@ class FloorServer:
     def close(self) -> None:
         for fd in list(self.conns):
             self.drop(fd)
-        lib.loop_remove_reader(self.cloop, self.lfd)
+        lib.loop_free(self.cloop)   # drops the listener's watcher too
         self.lsock.close()
-        lib.loop_free(self.cloop)
 
 
 def main() -> int:
