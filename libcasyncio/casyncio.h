@@ -126,6 +126,10 @@ typedef struct loop_stats {
     int64_t bytes_read;
     int64_t bytes_written;
     int64_t poll_ns;         /* time spent inside epoll_wait              */
+    int64_t events_dropped;  /* events lost to a broken invariant of the
+                                library (a bug: always 0).  Debug builds
+                                assert() instead; release builds (NDEBUG)
+                                count here rather than abort            */
 } loop_stats_t;
 CASYNCIO_API void loop_stats(const loop_t *loop, loop_stats_t *out);
 

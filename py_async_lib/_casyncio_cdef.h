@@ -40,6 +40,7 @@ typedef struct loop_stats {
     int64_t bytes_read;
     int64_t bytes_written;
     int64_t poll_ns;
+    int64_t events_dropped;
 } loop_stats_t;
 
 int loop_new(loop_t **out);
