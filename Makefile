@@ -46,7 +46,7 @@ ASAN_OBJS := $(patsubst $(LIBDIR)/%.c,build/asan/obj/%.o,$(SRCS))
 ASAN_LIB  := build/asan/libcasyncio.so
 
 TESTS     := test_core test_timer test_io test_stream test_process test_demo \
-             test_invariants
+             test_invariants test_ctest
 TEST_BINS := $(addprefix build/tests/,$(TESTS))
 ASAN_BINS := $(addprefix build/asan/tests/,$(TESTS))
 TEST_HDRS := tests/c/ctest.h $(LIBDIR)/casyncio.h
@@ -117,8 +117,11 @@ build/asan/tests/test_invariants: tests/c/test_invariants.c $(TEST_HDRS) $(SRCS)
 	$(CC) $(ASANFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I$(LIBDIR) $< $(SRCS) \
 	    -o $@ -lm
 
-# Each program prints "<name>: N passed, M failed" and exits non-zero on a
-# failure; every program runs, and the target fails if any did.
+# Each program runs each of its tests in a child process of its own, with a
+# timeout, and names the test that failed, crashed or hung (tests/c/ctest.h;
+# test_ctest checks that); it prints "<name>: N passed, M failed" and exits
+# non-zero on a failure.  Every program runs, and the target fails if any
+# did.
 ctest: $(TEST_BINS)
 	@fail=0; for t in $(TEST_BINS); do $$t || fail=1; done; exit $$fail
 
@@ -131,10 +134,14 @@ ctest-asan: $(ASAN_BINS)
 # valgrind 3.19 does not know epoll_pwait2 (the loop falls back to
 # epoll_wait, after one "unhandled syscall" warning) nor pidfd_open
 # (test_process then checks the -ENOSYS path and skips the rest).
+# valgrind follows the fork of each test's child by itself and checks it as
+# it exits (its error exit status fails that test); --trace-children also
+# follows test_ctest's exec of itself.  -q: only errors, not a summary for
+# every child.
 valgrind: $(TEST_BINS)
 	@fail=0; for t in $(TEST_BINS); do \
-	    $(VALGRIND) --leak-check=full --error-exitcode=1 \
-	        --errors-for-leak-kinds=definite $$t || fail=1; \
+	    $(VALGRIND) -q --trace-children=yes --leak-check=full \
+	        --error-exitcode=1 --errors-for-leak-kinds=definite $$t || fail=1; \
 	done; exit $$fail
 
 # The README's test command.  `python -m pytest` from the repository root
