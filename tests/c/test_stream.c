@@ -611,6 +611,8 @@ TEST(test_write_error)
     CHECK_EQ(loop_remove_reader(loop, sv[0]), 1);
     CHECK_EQ(loop_stream_open(loop, sv[0], LOOP_STREAM_SOCKET), 0);
     CHECK_EQ(loop_stream_write_error(loop, sv[0]), 0);
+    CHECK_EQ(loop_write(loop, sv[0], NULL, 1), -EFAULT);   /* not a failure */
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), 0);
 
     /* buffered bytes are not an error */
     fill_until_buffered(loop, sv[0], 0);
