@@ -234,6 +234,7 @@ class BaseLoop(base_events.BaseEventLoop):
     def _run_once(self):
         ready = self._ready
         hint = self._poll_hint
+        later = 0
         # Callbacks to run, and the C loop has nothing that could report
         # (no fd in epoll, no C callback, no timer due): its non-blocking
         # poll would find nothing, so the crossing (a third of a
@@ -246,13 +247,15 @@ class BaseLoop(base_events.BaseEventLoop):
             if n:
                 if n < 0:
                     raise os_error(n)
-                self._dispatch(n)
+                # Handles that read handles run by _dispatch scheduled:
+                # they wait for the next iteration.
+                later = self._dispatch(n)
         if self._debug:
             self._run_ready_debug(len(ready))
             return
         popleft = ready.popleft
         while True:
-            for _ in range(len(ready)):
+            for _ in range(len(ready) - later):
                 handle = popleft()
                 if handle._cancelled:
                     continue
@@ -263,6 +266,7 @@ class BaseLoop(base_events.BaseEventLoop):
                 except BaseException as exc:
                     report_callback_exception(handle, exc)
             handle = None  # Break cycles when an exception occurred.
+            later = 0
             # The next iteration would skip the poll too (see above): run
             # its callbacks here, without returning to run_forever(), which
             # would only check _stopping and call us again.
@@ -303,29 +307,60 @@ class BaseLoop(base_events.BaseEventLoop):
           EOF, ERROR, DRAINED, RESUME
                             transport._stream_event(kind, a)
         _data_read() and _readable() return True when the transport's read
-        handle (transport._read_handle) is to be queued: it delivers the
-        bytes in asyncio's order among the ready callbacks.  A transport
-        registers and unregisters its stream with _stream_opened() and
-        _stream_closed().
+        handle (transport._read_handle) is to run: it delivers the bytes.  A
+        transport registers and unregisters its stream with _stream_opened()
+        and _stream_closed().
+
+        asyncio would queue every read handle behind the callbacks already
+        ready and run it this iteration.  While nothing else is queued yet,
+        running it right here is the same order and saves the trip through
+        the queue; what such a handle schedules belongs to the next
+        iteration, so it is set aside and queued after this iteration's
+        handles.  Returns how many handles were set aside so (at the end of
+        _ready, not to run in this iteration).
         """
         ints = self._event_ints[:n * EVENT_INTS].tolist()
+        return self._route(ints, 0, not self._ready and not self._debug)
+
+    def _route(self, ints, start, inline):
         ready = self._ready
         streams = self._streams
-        for i in range(0, n * EVENT_INTS, EVENT_INTS):
+        later = []   # scheduled by read handles run inline: next iteration
+        for i in range(start, len(ints), EVENT_INTS):
             kind = ints[i]
-            if kind == EV_DATA:
+            if kind == EV_DATA or kind == EV_READABLE:
                 stream = streams.get(ints[i + 1])
-                if stream is not None:
+                if stream is None:
+                    continue
+                if kind == EV_DATA:
                     off = ints[i + 3]
                     size = ints[i + 2]
                     data = self._arena[off:off + size].tobytes()
-                    if stream._data_read(data, size):
-                        ready.append(stream._read_handle)
-            elif kind == EV_READABLE:
-                stream = streams.get(ints[i + 1])
-                if stream is not None and stream._readable(ints[i + 2]):
-                    ready.append(stream._read_handle)
-            elif kind == EV_TIMER:
+                    if not stream._data_read(data, size):
+                        continue
+                elif not stream._readable(ints[i + 2]):
+                    continue
+                handle = stream._read_handle
+                if not inline:
+                    ready.append(handle)
+                    continue
+                try:
+                    handle._context.run(handle._callback)
+                except BaseException:
+                    # (SystemExit, KeyboardInterrupt: the read handle
+                    # catches the rest.)  The events not routed yet are
+                    # queued, as asyncio would have them.
+                    later.extend(ready)
+                    ready.clear()
+                    self._route(ints, i + EVENT_INTS, False)
+                    ready.extend(later)
+                    raise
+                if ready:
+                    later.extend(ready)
+                    ready.clear()
+                continue
+            inline = False   # a handle of this iteration gets queued
+            if kind == EV_TIMER:
                 handle = self._timers.pop(ints[i + 2], None)
                 if handle is not None:
                     handle._scheduled = False
@@ -359,6 +394,9 @@ class BaseLoop(base_events.BaseEventLoop):
                     returncode = None if ints[i + 3] else ints[i + 2]
                     self._call_soon(callback, (ints[i + 1], returncode), None)
             # No other kind exists (casyncio.h): nothing else is routed.
+        if later:
+            ready.extend(later)
+        return len(later)
 
     def _stream_opened(self, fd, transport):
         """fd is now a C stream of this loop, its events transport's."""

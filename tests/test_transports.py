@@ -967,3 +967,41 @@ def test_sock_recv_wait_that_fails_removes_its_reader(any_loop):
             client.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+@pytest.mark.parametrize("queued_before", [False, True])
+def test_read_callback_order_around_timers_and_callbacks(any_loop,
+                                                         queued_before):
+    # One iteration finds bytes to read and a due timer; the protocol
+    # schedules a callback from data_received().  asyncio runs the read and
+    # the timer in this iteration and that callback in the next (and a
+    # callback queued before the poll first of all).  Our loop may deliver
+    # the read without queueing it; the order must stay the same.
+    loop = any_loop
+    log = []
+
+    class Proto(asyncio.Protocol):
+        def data_received(self, data):
+            log.append(("read", data))
+            loop.call_soon(log.append, "scheduled by read")
+
+    a, b = socket.socketpair()
+    try:
+        tr, _ = loop.run_until_complete(
+            loop.create_connection(Proto, sock=a))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        b.send(b"x")
+        if queued_before:
+            loop.call_soon(log.append, "queued before")
+        loop.call_later(0, log.append, "timer")
+        loop.call_later(0.05, loop.stop)
+        loop.run_forever()
+        tr.close()
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        b.close()
+    expected = ["timer", "scheduled by read"]
+    expected.insert(0, ("read", b"x"))
+    if queued_before:
+        expected.insert(0, "queued before")
+    assert log == expected
