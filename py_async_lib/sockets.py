@@ -25,8 +25,21 @@ _SELECTOR_METHODS = (
     "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
     "sock_connect", "_sock_connect", "_sock_connect_cb", "_sock_write_done",
     "sock_accept", "_sock_accept",
-    "_start_serving", "_accept_connection", "_accept_connection2",
+    "_accept_connection", "_accept_connection2",
 )
+_selector_start_serving = selector_events.BaseSelectorEventLoop._start_serving
+
+# asyncio accepts up to `backlog` connections each time the listening socket
+# is readable.  Until its transport is set up, two iterations later, every
+# connection of the batch holds a Task, its coroutine, a future and a few
+# handles and contexts (~1.3 KiB), and pymalloc keeps the pools of the
+# largest batch for good: a server listening with a backlog of 4096 kept
+# 1.3 KiB per connection of it after 10k connections arrived at once (issue
+# 12).  So a batch is at most asyncio's default backlog: a server with that
+# backlog accepts exactly as asyncio's does, a larger backlog still queues
+# more connections in the kernel, and the rest of a burst waits for the next
+# iteration.
+ACCEPT_BATCH = 100
 _UNIX_METHODS = (
     "create_unix_connection", "create_unix_server",
     "_sock_sendfile_native", "_sock_sendfile_native_impl",
@@ -92,6 +105,12 @@ class SocketMethods:
         else:
             self._remove_reader(fd)
             fut.set_result(result)
+
+    def _start_serving(self, protocol_factory, sock, sslcontext=None,
+                       server=None, backlog=100, *args, **kwargs):
+        return _selector_start_serving(
+            self, protocol_factory, sock, sslcontext, server,
+            min(backlog, ACCEPT_BATCH), *args, **kwargs)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
