@@ -35,6 +35,7 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
     """A UDP (or Unix datagram) socket transport."""
 
     max_size = 256 * 1024   # the largest datagram received
+    _lazy_socket_extra = True
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None,
                  extra=None):

@@ -67,23 +67,60 @@ def _server_detach(server, transport):
 
 class TransportBase(transports._FlowControlMixin):
     """What all our transports share: flow control (asyncio's mixin), the
-    socket keys of get_extra_info(), and how a fatal error is reported."""
+    socket keys of get_extra_info(), and how a fatal error is reported.
 
-    # Read by __del__, which may run on an instance whose __init__ failed.
-    _sock = None
-    _server = None
+    Attributes are slots (asyncio's BaseTransport and _FlowControlMixin
+    have theirs): a server holds one transport per connection, and a slot
+    costs 8 bytes where a key of a per-instance dict costs more (issue 12).
+    Subclasses that are not held by the thousand (pipes, datagrams) keep a
+    __dict__."""
+
+    __slots__ = ("__weakref__", "_sock", "_sock_fd", "_server", "_protocol",
+                 "_protocol_connected", "_conn_lost", "_closing", "_paused")
+
+    # True for transports whose _set_socket_extra() made "socket" and
+    # "sockname" keys that get_extra_info() fills in on first use.
+    _lazy_socket_extra = False
+
+    def __init__(self, extra=None, loop=None):
+        # Read by __del__ and repr(), which may see an instance whose
+        # __init__ failed.
+        self._sock = None
+        self._server = None
+        super().__init__(extra, loop)
 
     def _set_socket_extra(self, sock):
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
+        # asyncio's transports store "socket" (a TransportSocket) and
+        # "sockname" here too; they are made when first asked for, or when
+        # the socket closes (_fill_socket_extra): most transports never are,
+        # and each connection would carry ~190 bytes of them.  The peer's
+        # address is read now: after a reset getpeername() fails.
         if "peername" not in self._extra:
             try:
                 self._extra["peername"] = sock.getpeername()
             except OSError:
                 self._extra["peername"] = None
+
+    def _fill_socket_extra(self):
+        """Adds the "socket" and "sockname" keys that _set_socket_extra()
+        left for later, while the socket is open."""
+        extra = self._extra
+        sock = self._sock
+        if "socket" not in extra:
+            extra["socket"] = trsock.TransportSocket(sock)
+        if "sockname" not in extra:
+            try:
+                extra["sockname"] = sock.getsockname()
+            except OSError:
+                extra["sockname"] = None
+
+    def get_extra_info(self, name, default=None):
+        extra = self._extra
+        if (name not in extra and self._lazy_socket_extra and
+                self._sock is not None and
+                (name == "socket" or name == "sockname")):
+            self._fill_socket_extra()
+        return extra.get(name, default)
 
     def __repr__(self):
         info = [self.__class__.__name__]
@@ -154,6 +191,8 @@ class TransportBase(transports._FlowControlMixin):
                 self._protocol.connection_lost(exc)
         finally:
             self._release()
+            if self._lazy_socket_extra:
+                self._fill_socket_extra()
             self._sock.close()
             self._sock = None
             self._protocol = None
@@ -164,7 +203,7 @@ class TransportBase(transports._FlowControlMixin):
                 self._server = None
 
     def __del__(self, _warn=warnings.warn):
-        if self._sock is not None:
+        if getattr(self, "_sock", None) is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._release()
             self._sock.close()
@@ -173,13 +212,18 @@ class TransportBase(transports._FlowControlMixin):
 class StreamTransport(TransportBase, transports.Transport):
     """What socket and pipe transports share: the C stream and its events."""
 
+    __slots__ = ("_cloop", "_fd", "_by_caller", "_read_avail", "_pending",
+                 "_eof", "_empty_waiter", "_is_socket", "_read_handle",
+                 "_buffered")
+
     _stream_flags = 0
-    _cloop = None
-    _fd = -1
-    _by_caller = False   # see _read_by_caller
-    _read_avail = 0      # bytes the kernel holds, as the loop last saw
 
     def __init__(self, loop, sock, protocol, extra=None, server=None):
+        # Before the mixin's __init__, which sets the write limits.
+        self._cloop = None
+        self._fd = -1
+        self._by_caller = False   # see _read_by_caller
+        self._read_avail = 0      # bytes the kernel holds, as the loop saw
         super().__init__(extra, loop)
         self._sock_fd = fd = sock.fileno()
         self._protocol_connected = False
@@ -661,6 +705,8 @@ class StreamTransport(TransportBase, transports.Transport):
 class SocketTransport(StreamTransport):
     """A TCP or Unix stream socket transport."""
 
+    __slots__ = ()
+    _lazy_socket_extra = True
     _stream_flags = lib.LOOP_STREAM_SOCKET
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
