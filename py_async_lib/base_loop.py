@@ -64,7 +64,9 @@ class BaseLoop(base_events.BaseEventLoop):
         self._streams = {}      # fd -> transport whose I/O the C loop does
         self._children = {}     # pid -> callback(pid, returncode)
         # A weak map fd -> transport, as selector_events keeps it, so that
-        # add_reader() refuses fds that belong to a transport.
+        # add_reader() refuses fds that belong to a transport.  Stream
+        # transports are found in _streams instead: a weak reference per
+        # connection costs a server 120 bytes each (issue 12).
         self._transports = weakref.WeakValueDictionary()
         self._events = ffi.new("loop_event_t[]", _EVENTS_MAX)
         self._event_ints = memoryview(ffi.buffer(self._events)).cast("q")
@@ -414,7 +416,9 @@ class BaseLoop(base_events.BaseEventLoop):
                 fileno = int(fileno.fileno())
             except (AttributeError, TypeError, ValueError):
                 raise ValueError(f"Invalid file object: {fd!r}") from None
-        transport = self._transports.get(fileno)
+        transport = self._streams.get(fileno)
+        if transport is None:
+            transport = self._transports.get(fileno)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(
                 f"File descriptor {fd!r} is used by transport {transport!r}")

@@ -155,7 +155,8 @@ class SocketMethods:
     async def _sendfile_native(self, transp, file, offset, count):
         # sendfile(2) on the transport's socket: the C loop lets go of the
         # fd once the out-buffer is empty, and takes it back afterwards.
-        del self._transports[transp._sock_fd]
+        # Meanwhile add_reader() may take the fd, as asyncio's lets it for
+        # the whole sendfile (ours refuses while the buffer drains).
         resume_reading = transp.is_reading()
         transp.pause_reading()
         await transp._make_empty_waiter()
@@ -168,7 +169,6 @@ class SocketMethods:
             transp._reset_empty_waiter()
             if resume_reading:
                 transp.resume_reading()
-            self._transports[transp._sock_fd] = transp
 
 
 def _borrow(cls, names):

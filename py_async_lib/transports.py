@@ -225,7 +225,7 @@ class StreamTransport(TransportBase, transports.Transport):
         self._by_caller = False   # see _read_by_caller
         self._read_avail = 0      # bytes the kernel holds, as the loop saw
         super().__init__(extra, loop)
-        self._sock_fd = fd = sock.fileno()
+        self._sock_fd = sock.fileno()
         self._protocol_connected = False
         self._pending = None        # bytes read by C, not yet delivered
         self._conn_lost = 0         # connection_lost() is scheduled
@@ -243,7 +243,6 @@ class StreamTransport(TransportBase, transports.Transport):
         self.set_protocol(protocol)
         if server is not None:
             _server_attach(server, self)
-        loop._transports[fd] = self
 
     def _start(self, waiter):
         loop = self._loop

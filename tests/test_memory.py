@@ -150,3 +150,32 @@ def test_burst_larger_than_accept_batch(any_loop):
             await server.wait_closed()
 
     assert loop.run_until_complete(main()) == [b"%d\n" % i for i in range(n)]
+
+
+def test_transport_fd_refused_to_watchers(any_loop):
+    """Stream transports are found through the loop's streams, not a weak
+    map: add_reader()/add_writer() on their fd still raise until they
+    close, as asyncio's do."""
+    loop = any_loop
+
+    async def main():
+        a, b = socket.socketpair()
+        tr, proto = await loop.create_connection(lambda: Recorder(loop),
+                                                 sock=a)
+        refused = []
+        for op in (lambda: loop.add_reader(a.fileno(), print),
+                   lambda: loop.add_writer(a, print),
+                   lambda: loop.remove_reader(a.fileno())):
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                op()
+            refused.append(True)
+        tr.close()
+        # Closing: the fd is no longer the transport's to defend.
+        loop.add_reader(b.fileno(), print)
+        assert loop.remove_reader(b.fileno())
+        assert loop.remove_reader(a.fileno()) is False
+        await proto.lost
+        b.close()
+        return refused
+
+    assert loop.run_until_complete(main()) == [True, True, True]
