@@ -44,6 +44,9 @@ UNKNOWN_READ = 64 * 1024
 BULK_READ = 16 * 1024
 BULK_READ_LOW = 4 * 1024
 _loop_write = lib.loop_write   # one lookup, not one per write
+# _FlowControlMixin's default write limits (the same on every version).
+DEFAULT_HIGH_WATER = 64 * 1024
+DEFAULT_LOW_WATER = DEFAULT_HIGH_WATER // 4
 
 # Python 3.13's Server tracks its transports: _attach(transport) and
 # _detach(transport); before, both took no argument.
@@ -305,6 +308,10 @@ class StreamTransport(TransportBase, transports.Transport):
                 self._cloop, self._fd, self._high_water, self._low_water)
 
     def _set_write_buffer_limits(self, high=None, low=None):
+        if high is None and low is None:
+            # asyncio's defaults, as ints every transport shares: its
+            # high // 4 makes a new one (32 bytes) per transport.
+            high, low = DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER
         super()._set_write_buffer_limits(high, low)
         self._push_write_limits()
 

@@ -179,3 +179,26 @@ def test_transport_fd_refused_to_watchers(any_loop):
         return refused
 
     assert loop.run_until_complete(main()) == [True, True, True]
+
+
+def test_default_write_limits(any_loop):
+    loop = any_loop
+
+    async def main():
+        a, b = socket.socketpair()
+        tr, proto = await loop.create_connection(lambda: Recorder(loop),
+                                                 sock=a)
+        limits = [tr.get_write_buffer_limits()]
+        tr.set_write_buffer_limits(high=1000)
+        limits.append(tr.get_write_buffer_limits())
+        tr.set_write_buffer_limits()
+        limits.append(tr.get_write_buffer_limits())
+        tr.set_write_buffer_limits(low=100)
+        limits.append(tr.get_write_buffer_limits())
+        tr.close()
+        await proto.lost
+        b.close()
+        return limits
+
+    assert loop.run_until_complete(main()) == [
+        (16384, 65536), (250, 1000), (16384, 65536), (100, 400)]
