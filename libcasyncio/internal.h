@@ -97,8 +97,8 @@ struct watch_state {
 struct stream_state {
     char *obuf;            /* out-buffer; bytes live at [ostart, ostart+olen) */
     size_t ostart, olen, ocap;
-    size_t read_size;
     size_t high, low;
+    uint32_t read_size;    /* <= the arena's size                           */
     int write_err;         /* errno of a failed write; writes are over      */
     uint8_t flags;         /* LOOP_STREAM_*                                 */
     uint8_t reading;

@@ -272,8 +272,8 @@ int loop_stream_open(loop_t *loop, int fd, int flags)
     s->kind = SLOT_STREAM;
     st = &s->u.s;
     st->flags = (uint8_t)flags;
-    st->read_size = LOOP_READ_SIZE_DEFAULT < loop->arena_size
-                        ? LOOP_READ_SIZE_DEFAULT : loop->arena_size;
+    st->read_size = (uint32_t)(LOOP_READ_SIZE_DEFAULT < loop->arena_size
+                                   ? LOOP_READ_SIZE_DEFAULT : loop->arena_size);
     st->high = LOOP_HIGH_DEFAULT;
     st->low = LOOP_LOW_DEFAULT;
     return 0;
@@ -328,7 +328,8 @@ int loop_stream_set_read_size(loop_t *loop, int fd, size_t size)
         return -EBADF;
     if (size == 0)
         return -EINVAL;
-    s->u.s.read_size = size < loop->arena_size ? size : loop->arena_size;
+    s->u.s.read_size = (uint32_t)(size < loop->arena_size ? size
+                                                          : loop->arena_size);
     return 0;
 }
 

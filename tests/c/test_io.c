@@ -2,7 +2,10 @@
 #include "casyncio.h"
 #include "ctest.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #define MAXEV 64
@@ -479,6 +482,56 @@ TEST(test_io_capacity)
     }
 }
 
+/* The slot table doubles up to 4096 fds and grows by an eighth beyond:
+ * streams opened on fds climbing past that keep their slots across every
+ * growth (open again is EEXIST), and each still reads. */
+TEST(test_table_grows_past_doubling)
+{
+    enum { N = 6 };
+    static const int want[N] = { 100, 4095, 4096, 4700, 5300, 9000 };
+    loop_t *loop;
+    loop_event_t ev[MAXEV];
+    struct rlimit rl;
+    int sv[2], fds[N], got[N], i, k, n;
+
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    if (rl.rlim_cur <= 9000) {
+        rl.rlim_cur = rl.rlim_max > 9100 ? 9100 : rl.rlim_max;
+        if (rl.rlim_cur <= 9000 || setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            fprintf(stderr, "  (skipped: RLIMIT_NOFILE too low)\n");
+            return;
+        }
+    }
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    for (i = 0; i < N; i++) {
+        fds[i] = fcntl(sv[0], F_DUPFD_CLOEXEC, want[i]);
+        REQUIRE(fds[i] == want[i]);
+        CHECK_EQ(loop_stream_open(loop, fds[i], LOOP_STREAM_SOCKET), 0);
+        CHECK_EQ(loop_stream_set_write_limits(loop, fds[i], 1000 + i, i), 0);
+        got[i] = 0;
+    }
+    /* All dups share one socket: start reading on one at a time. */
+    for (i = 0; i < N; i++) {
+        CHECK_EQ(loop_stream_read_start(loop, fds[i]), 0);
+        REQUIRE(write(sv[1], "x", 1) == 1);
+        n = loop_run_once(loop, 1000, ev, MAXEV);
+        for (k = 0; k < n; k++)
+            if (ev[k].kind == LOOP_EV_DATA && ev[k].fd == fds[i])
+                got[i] += (int)ev[k].a;
+        CHECK_EQ(got[i], 1);
+        CHECK_EQ(loop_stream_read_stop(loop, fds[i]), 0);
+        CHECK_EQ(loop_stream_open(loop, fds[i], LOOP_STREAM_SOCKET), -EEXIST);
+    }
+    for (i = 0; i < N; i++) {
+        CHECK_EQ(loop_stream_close(loop, fds[i]), 0);
+        close(fds[i]);
+    }
+    loop_free(loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     CT_BEGIN("test_io");
@@ -496,5 +549,6 @@ int main(void)
     RUN(test_hup_is_readable);
     RUN(test_err_is_writable);
     RUN(test_io_capacity);
+    RUN(test_table_grows_past_doubling);
     return CT_END();
 }
