@@ -68,6 +68,24 @@ def _server_detach(server, transport):
         server._detach()
 
 
+# The host of the last peer address seen.  A server's peers often share one
+# address (a proxy in front of it, localhost), and each address accept() or
+# getpeername() returns carries its own copy of that string (58 bytes for
+# "127.0.0.1"): an equal host is made that same object.
+_last_host = None
+
+
+def _share_host(addr):
+    global _last_host
+    if type(addr) is tuple and addr and type(addr[0]) is str:
+        host = addr[0]
+        if host != _last_host:
+            _last_host = host
+        elif host is not _last_host:
+            return (_last_host,) + addr[1:]
+    return addr
+
+
 class TransportBase(transports._FlowControlMixin):
     """What all our transports share: flow control (asyncio's mixin), the
     socket keys of get_extra_info(), and how a fatal error is reported.
@@ -98,11 +116,13 @@ class TransportBase(transports._FlowControlMixin):
         # the socket closes (_fill_socket_extra): most transports never are,
         # and each connection would carry ~190 bytes of them.  The peer's
         # address is read now: after a reset getpeername() fails.
-        if "peername" not in self._extra:
+        extra = self._extra
+        if "peername" not in extra:
             try:
-                self._extra["peername"] = sock.getpeername()
+                extra["peername"] = sock.getpeername()
             except OSError:
-                self._extra["peername"] = None
+                extra["peername"] = None
+        extra["peername"] = _share_host(extra["peername"])
 
     def _fill_socket_extra(self):
         """Adds the "socket" and "sockname" keys that _set_socket_extra()

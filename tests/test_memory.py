@@ -202,3 +202,36 @@ def test_default_write_limits(any_loop):
 
     assert loop.run_until_complete(main()) == [
         (16384, 65536), (250, 1000), (16384, 65536), (100, 400)]
+
+
+def test_peer_hosts_shared(loop):
+    """Connections from one host share its string; addresses compare and
+    type as accept() returned them."""
+
+    async def main():
+        transports = []
+
+        def factory():
+            p = Recorder(loop)
+            transports.append(p)
+            return p
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+        clients = [socket.create_connection(addr) for _ in range(3)]
+        while len(transports) < 3:
+            await asyncio.sleep(0.01)
+        peers = [p.transport.get_extra_info("peername") for p in transports]
+        expected = sorted(c.getsockname() for c in clients)
+        for p in transports:
+            p.transport.close()
+        for c in clients:
+            c.close()
+        server.close()
+        await server.wait_closed()
+        return peers, expected
+
+    peers, expected = loop.run_until_complete(main())
+    assert sorted(peers) == expected
+    assert all(type(p) is tuple for p in peers)
+    assert peers[0][0] is peers[1][0] is peers[2][0]
