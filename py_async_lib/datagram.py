@@ -144,7 +144,7 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
         if not self._buffer:
             # Try now; queue only what the kernel refuses.
             try:
-                if self._extra["peername"]:
+                if self._peername:
                     self._sock.send(data)
                 else:
                     self._sock.sendto(data, addr)
@@ -168,7 +168,7 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
 
     def _sendto_ready(self):
         buffer = self._buffer
-        connected = bool(self._extra["peername"])
+        connected = bool(self._peername)
         while buffer:
             data, addr = buffer.popleft()
             self._buffer_size -= len(data) + _HEADER_SIZE

@@ -10,6 +10,7 @@ errors.
 """
 import inspect
 import os
+import types
 import warnings
 
 from asyncio import base_events, constants, events, futures, protocols
@@ -68,6 +69,9 @@ def _server_detach(server, transport):
         server._detach()
 
 
+# The _extra of socket transports that have no extras but their own.
+_NO_EXTRA = types.MappingProxyType({})
+
 # The host of the last peer address seen.  A server's peers often share one
 # address (a proxy in front of it, localhost), and each address accept() or
 # getpeername() returns carries its own copy of that string (58 bytes for
@@ -97,10 +101,12 @@ class TransportBase(transports._FlowControlMixin):
     __dict__."""
 
     __slots__ = ("__weakref__", "_sock", "_sock_fd", "_server", "_protocol",
-                 "_protocol_connected", "_conn_lost", "_closing", "_paused")
+                 "_protocol_connected", "_conn_lost", "_closing", "_paused",
+                 "_peername")
 
-    # True for transports whose _set_socket_extra() made "socket" and
-    # "sockname" keys that get_extra_info() fills in on first use.
+    # True for socket transports: _set_socket_extra() took the peer's
+    # address out of _extra, and get_extra_info() makes "socket" and
+    # "sockname" on first use.
     _lazy_socket_extra = False
 
     def __init__(self, extra=None, loop=None):
@@ -111,23 +117,33 @@ class TransportBase(transports._FlowControlMixin):
         super().__init__(extra, loop)
 
     def _set_socket_extra(self, sock):
-        # asyncio's transports store "socket" (a TransportSocket) and
-        # "sockname" here too; they are made when first asked for, or when
-        # the socket closes (_fill_socket_extra): most transports never are,
-        # and each connection would carry ~190 bytes of them.  The peer's
-        # address is read now: after a reset getpeername() fails.
+        # asyncio's socket transports keep "peername", "socket" (a
+        # TransportSocket) and "sockname" in their _extra dict.  Ours keeps
+        # the peer's address in a slot and makes the other two when first
+        # asked for, or when the socket closes (_fill_socket_extra): most
+        # transports never are, and a dict and those keys cost each
+        # connection ~500 bytes (issue 12).  _extra stays a shared empty
+        # mapping (read-only: nothing can be added to it by mistake) until
+        # something is added.  The peer's address is read now: after a
+        # reset getpeername() fails.
         extra = self._extra
-        if "peername" not in extra:
+        if "peername" in extra:
+            peer = extra["peername"]
+        else:
             try:
-                extra["peername"] = sock.getpeername()
+                peer = sock.getpeername()
             except OSError:
-                extra["peername"] = None
-        extra["peername"] = _share_host(extra["peername"])
+                peer = None
+        self._peername = _share_host(peer)
+        rest = {k: v for k, v in extra.items() if k != "peername"}
+        self._extra = rest if rest else _NO_EXTRA
 
     def _fill_socket_extra(self):
         """Adds the "socket" and "sockname" keys that _set_socket_extra()
         left for later, while the socket is open."""
         extra = self._extra
+        if extra is _NO_EXTRA:
+            extra = self._extra = {}
         sock = self._sock
         if "socket" not in extra:
             extra["socket"] = trsock.TransportSocket(sock)
@@ -138,12 +154,13 @@ class TransportBase(transports._FlowControlMixin):
                 extra["sockname"] = None
 
     def get_extra_info(self, name, default=None):
-        extra = self._extra
-        if (name not in extra and self._lazy_socket_extra and
-                self._sock is not None and
-                (name == "socket" or name == "sockname")):
-            self._fill_socket_extra()
-        return extra.get(name, default)
+        if self._lazy_socket_extra:
+            if name == "peername":
+                return self._peername
+            if ((name == "socket" or name == "sockname") and
+                    name not in self._extra and self._sock is not None):
+                self._fill_socket_extra()
+        return self._extra.get(name, default)
 
     def __repr__(self):
         info = [self.__class__.__name__]
