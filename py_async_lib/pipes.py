@@ -49,6 +49,7 @@ class _PipeTransport(StreamTransport):
             # recv()/send(MSG_NOSIGNAL): the same bytes, and no SIGPIPE for
             # programs that do not ignore it.
             self._stream_flags = lib.LOOP_STREAM_SOCKET
+            self._is_socket = True
         self._mode = mode
         try:
             super().__init__(loop, pipe, protocol, extra)

@@ -253,10 +253,11 @@ class StreamTransport(TransportBase, transports.Transport):
     """What socket and pipe transports share: the C stream and its events."""
 
     __slots__ = ("_cloop", "_fd", "_by_caller", "_read_avail", "_pending",
-                 "_eof", "_empty_waiter", "_is_socket", "_read_handle",
+                 "_eof", "_empty_waiter", "_read_handle",
                  "_buffered")
 
     _stream_flags = 0
+    _is_socket = False   # _stream_flags has LOOP_STREAM_SOCKET
 
     def __init__(self, loop, sock, protocol, extra=None, server=None):
         # Before the mixin's __init__, which sets the write limits.
@@ -274,7 +275,6 @@ class StreamTransport(TransportBase, transports.Transport):
         self._eof = False           # write_eof() was called
         self._empty_waiter = None   # sendfile waits for an empty buffer
         self._server = server
-        self._is_socket = bool(self._stream_flags & lib.LOOP_STREAM_SOCKET)
         self._open_stream()
         # Only now: if the C loop refused the fd, __del__ must leave the
         # caller's socket alone.
@@ -751,6 +751,7 @@ class SocketTransport(StreamTransport):
     __slots__ = ()
     _lazy_socket_extra = True
     _stream_flags = lib.LOOP_STREAM_SOCKET
+    _is_socket = True
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
