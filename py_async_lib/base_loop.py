@@ -11,15 +11,13 @@ then timers, each run after the callbacks that were already ready).
 """
 import collections
 import os
-import selectors
 import threading
 import time
 import weakref
 
-from asyncio import base_events
-from asyncio.log import logger
-
+from . import _compat
 from ._binding import NULL, check, ffi, lib, os_error
+from ._compat import logger
 from .handles import Handle, TimerHandle, report_callback_exception
 from .transports import BULK_READ as _BULK_READ, READ_NOW as _READ_NOW
 
@@ -40,13 +38,13 @@ _EV_READABLE = lib.LOOP_EV_READABLE
 _READABLE = lib.LOOP_READABLE
 _WRITABLE = lib.LOOP_WRITABLE
 
-_fileobj_to_fd = selectors._fileobj_to_fd
+_fileobj_to_fd = _compat.fileobj_to_fd
 _loop_run_once = lib.loop_run_once   # one lookup, not one per iteration
 _loop_call_at = lib.loop_call_at
 _monotonic_ns = time.monotonic_ns    # the C loop's clock (CLOCK_MONOTONIC)
 
 
-class BaseLoop(base_events.BaseEventLoop):
+class BaseLoop(_compat.BaseEventLoop):
     """The engine half of the loop: scheduling, timers, fd watchers and the
     dispatch of the C loop's events."""
 
@@ -272,7 +270,7 @@ class BaseLoop(base_events.BaseEventLoop):
                 dt = self.time() - t0
                 if dt >= self.slow_callback_duration:
                     logger.warning("Executing %s took %.3f seconds",
-                                   base_events._format_handle(handle), dt)
+                                   _compat.format_handle(handle), dt)
             finally:
                 self._current_handle = None
 

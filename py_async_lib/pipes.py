@@ -19,10 +19,9 @@ import errno
 import os
 import stat
 
-from asyncio import constants
-from asyncio.log import logger
-
+from . import _compat
 from ._binding import NULL, ffi, lib, os_error
+from ._compat import logger
 from .transports import StreamTransport
 
 __all__ = ["ReadPipeTransport", "WritePipeTransport"]
@@ -228,7 +227,7 @@ class WritePipeTransport(_PipeTransport):
         if not len(data):
             return
         if self._conn_lost or self._closing or self._fd < 0:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("pipe closed by peer or "
                                "os.write(pipe, data) raised exception.")
             self._conn_lost += 1

@@ -15,25 +15,20 @@ blocks in waitpid() instead and hands the status to the loop.
 import errno
 import os
 import subprocess
-import sys
 import threading
 
-from asyncio import base_subprocess
-from asyncio.log import logger
-
+from . import _compat
 from ._binding import NULL, lib
+from ._compat import logger
 from .pipes import ReadPipeTransport, WritePipeTransport
 
 __all__ = ["ProcessMethods", "UnixSubprocessTransport"]
 
 # The status asyncio reports for a child whose status someone else took.
 _UNKNOWN_RETURNCODE = 255
-# asyncio 3.11 uses what the watcher's __enter__() returns, 3.12 and later
-# the watcher itself (CPython's tests check which).
-_USE_ENTERED_WATCHER = sys.version_info < (3, 12)
 
 
-class UnixSubprocessTransport(base_subprocess.BaseSubprocessTransport):
+class UnixSubprocessTransport(_compat.BaseSubprocessTransport):
     """asyncio's subprocess transport (base_subprocess) on a Popen child."""
 
     def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
@@ -103,12 +98,25 @@ def _reap_in_thread(loop, pid, callback):
                      daemon=True).start()
 
 
-def _explicit_child_watcher():
-    """The child watcher the application set on our policy with
-    set_child_watcher(), or None (then the loop watches pidfds itself)."""
-    from asyncio import events
-    policy = events._event_loop_policy
-    return getattr(policy, "_explicit_child_watcher", None)
+def _application_child_watcher():
+    """The child watcher asyncio's own loop would hand a new child to, where
+    the application chose one (Python 3.11 to 3.13); None: the loop watches
+    the child's pidfd itself.
+
+    On our policy, that is a watcher set with set_child_watcher(); the one
+    its get_child_watcher() would make up is not needed.  On asyncio's Unix
+    policy, it is the watcher the policy holds, as asyncio's loop uses it
+    (set with asyncio.set_child_watcher(), or made by get_child_watcher())."""
+    if not _compat.HAS_CHILD_WATCHERS:
+        return None
+    policy = _compat.current_policy()
+    ours = getattr(policy, "_explicit_child_watcher", _NOT_OURS)
+    if ours is not _NOT_OURS:
+        return ours
+    return _compat.unix_policy_watcher(policy)
+
+
+_NOT_OURS = object()
 
 
 def _from_watcher(pid, returncode, loop, transp):
@@ -136,24 +144,8 @@ class ProcessMethods:
     async def _make_subprocess_transport(self, protocol, args, shell,
                                          stdin, stdout, stderr, bufsize,
                                          extra=None, **kwargs):
-        watcher = _explicit_child_watcher()
-        if watcher is not None:
-            # The application installed a watcher itself: asyncio would use
-            # it, so we do too (and refuse to spawn if it is inactive).
-            with watcher as entered:
-                if _USE_ENTERED_WATCHER:
-                    watcher = entered
-                if not watcher.is_active():
-                    raise RuntimeError("asyncio.get_child_watcher() is not "
-                                       "activated, subprocess support is "
-                                       "not installed.")
-                waiter = self.create_future()
-                transp = UnixSubprocessTransport(
-                    self, protocol, args, shell, stdin, stdout, stderr,
-                    bufsize, waiter=waiter, extra=extra, **kwargs)
-                watcher.add_child_handler(
-                    transp.get_pid(), _from_watcher, self, transp)
-        else:
+        watcher = _application_child_watcher()
+        if watcher is None:
             waiter = self.create_future()
             transp = UnixSubprocessTransport(self, protocol, args, shell,
                                              stdin, stdout, stderr, bufsize,
@@ -163,6 +155,28 @@ class ProcessMethods:
             # reaped the child: if it already exited, its pidfd is readable
             # at once.
             self._watch_child(transp.get_pid(), transp._child_exited)
+            await self._wait_subprocess_started(transp, waiter)
+            return transp
+        # The application chose a watcher: asyncio's loop would use it, so
+        # we do too (and refuse to spawn if it is inactive), as asyncio
+        # does it.
+        with watcher as entered:
+            if _compat.USE_ENTERED_WATCHER:
+                watcher = entered
+            if not watcher.is_active():
+                raise RuntimeError("asyncio.get_child_watcher() is not "
+                                   "activated, subprocess support is "
+                                   "not installed.")
+            waiter = self.create_future()
+            transp = UnixSubprocessTransport(
+                self, protocol, args, shell, stdin, stdout, stderr,
+                bufsize, waiter=waiter, extra=extra, **kwargs)
+            watcher.add_child_handler(
+                transp.get_pid(), _from_watcher, self, transp)
+            await self._wait_subprocess_started(transp, waiter)
+        return transp
+
+    async def _wait_subprocess_started(self, transp, waiter):
         try:
             await waiter
         except (SystemExit, KeyboardInterrupt):
@@ -171,7 +185,6 @@ class ProcessMethods:
             transp.close()
             await transp._wait()
             raise
-        return transp
 
     def _watch_child(self, pid, callback):
         """Arranges for callback(pid, returncode) to run on the loop once

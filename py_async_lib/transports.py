@@ -8,15 +8,15 @@ the kernel did not take.  The transport mirrors asyncio's selector transport
 in behaviour: same callbacks in the same order, same flow control, same
 errors.
 """
-import inspect
 import os
 import warnings
 
-from asyncio import base_events, constants, events, futures, protocols
-from asyncio import transports, trsock
-from asyncio.log import logger
+from asyncio import protocols, transports
 
+from . import _compat
 from ._binding import ffi, lib, os_error
+from ._compat import logger, server_attach as _server_attach
+from ._compat import server_detach as _server_detach
 
 __all__ = ["SocketTransport"]
 
@@ -38,27 +38,7 @@ BULK_READ = 16 * 1024
 BULK_READ_LOW = 4 * 1024
 _loop_write = lib.loop_write   # one lookup, not one per write
 
-# Python 3.13's Server tracks its transports: _attach(transport) and
-# _detach(transport); before, both took no argument.
-_SERVER_TRACKS_TRANSPORTS = len(
-    inspect.signature(base_events.Server._attach).parameters) > 1
-
-
-def _server_attach(server, transport):
-    if _SERVER_TRACKS_TRANSPORTS:
-        server._attach(transport)
-    else:
-        server._attach()
-
-
-def _server_detach(server, transport):
-    if _SERVER_TRACKS_TRANSPORTS:
-        server._detach(transport)
-    else:
-        server._detach()
-
-
-class TransportBase(transports._FlowControlMixin):
+class TransportBase(_compat.FlowControlMixin):
     """What all our transports share: flow control (asyncio's mixin), the
     socket keys of get_extra_info(), and how a fatal error is reported."""
 
@@ -67,7 +47,7 @@ class TransportBase(transports._FlowControlMixin):
     _server = None
 
     def _set_socket_extra(self, sock):
-        self._extra["socket"] = trsock.TransportSocket(sock)
+        self._extra["socket"] = _compat.TransportSocket(sock)
         try:
             self._extra["sockname"] = sock.getsockname()
         except OSError:
@@ -187,7 +167,7 @@ class StreamTransport(TransportBase, transports.Transport):
         # Only now: if the C loop refused the fd, __del__ must leave the
         # caller's socket alone.
         self._sock = sock
-        self._read_handle = events.Handle(self._read_ready, (), loop, None)
+        self._read_handle = _compat.Handle(self._read_ready, (), loop, None)
         self.set_protocol(protocol)
         if server is not None:
             _server_attach(server, self)
@@ -199,7 +179,7 @@ class StreamTransport(TransportBase, transports.Transport):
         # Reading starts once connection_made() has run.
         loop.call_soon(self._start_reading)
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            loop.call_soon(_compat.set_result_unless_cancelled, waiter, None)
 
     def _repr_state(self):
         if self._cloop is None or self._fd < 0:
@@ -471,7 +451,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if not len(data):
             return
         if self._conn_lost or self._fd < 0:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
@@ -596,12 +576,12 @@ class SocketTransport(StreamTransport):
 
     _stream_flags = lib.LOOP_STREAM_SOCKET
     _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _sendfile_compatible = _compat.SENDFILE_TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None,
                  server=None):
         super().__init__(loop, sock, protocol, extra, server)
         self._set_socket_extra(sock)
         # Small writes leave at once instead of waiting for an ACK.
-        base_events._set_nodelay(sock)
+        _compat.set_nodelay(sock)
         self._start(waiter)
