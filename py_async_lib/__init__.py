@@ -29,13 +29,14 @@ if _compat.HAS_POLICIES:
 _INSTEAD = ("use py_async_lib.run(main()), asyncio.run(main(), loop_factory="
             "py_async_lib.new_event_loop), asyncio.Runner(loop_factory="
             "py_async_lib.new_event_loop) or py_async_lib.new_event_loop() "
-            "instead (and loop_factory = py_async_lib.new_event_loop in an "
+            "instead (and loop_factory = py_async_lib.EventLoop in an "
             "IsolatedAsyncioTestCase)")
 
 
 def new_event_loop():
-    """A new py_async_lib event loop (a loop_factory for asyncio.run(),
-    asyncio.Runner and IsolatedAsyncioTestCase)."""
+    """A new py_async_lib event loop (a loop_factory for asyncio.run() and
+    asyncio.Runner; as a class attribute, IsolatedAsyncioTestCase's
+    loop_factory, take the class, EventLoop, which does not bind)."""
     return EventLoop()
 
 
@@ -44,6 +45,10 @@ def run(main, *, debug=None):
     event loop policy: the same checks, cancellation and shutdown."""
     if _compat.RUN_HAS_LOOP_FACTORY:
         return asyncio.run(main, debug=debug, loop_factory=new_event_loop)
+    # 3.11: asyncio.run()'s own lines, with a loop factory.
+    if _compat.get_running_loop_or_none() is not None:
+        raise RuntimeError(
+            "asyncio.run() cannot be called from a running event loop")
     with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)
 

@@ -164,6 +164,7 @@ for _cls, _names in ((Handle, HANDLE_SLOTS),
                 f"Python's asyncio does not have")
 
 # ---- functions and constants ----------------------------------------------
+get_running_loop_or_none = _take(events, "_get_running_loop", "run()")
 logger = log.logger         # our messages go where asyncio's go
 check_ssl_socket = _take(base_events, "_check_ssl_socket", "sock_*() checks")
 set_nodelay = _take(base_events, "_set_nodelay", "TCP transports")

@@ -353,10 +353,10 @@ class BaseLoop(_compat.BaseEventLoop):
             raise RuntimeError(
                 f"File descriptor {fd!r} is used by transport {transport!r}")
 
-    def _add_watcher(self, watchers, add, fd, callback, args):
+    def _add_watcher(self, watchers, add, fd, callback, args, context=None):
         self._check_closed()
         fd = _fileobj_to_fd(fd)
-        handle = Handle(callback, args, self, None)
+        handle = Handle(callback, args, self, context)
         rc = add(self._cloop, fd, NULL, NULL)
         if rc < 0:
             raise os_error(rc)
@@ -379,13 +379,14 @@ class BaseLoop(_compat.BaseEventLoop):
         handle.cancel()
         return True
 
-    def _add_reader(self, fd, callback, *args):
+    # context: 3.15's selector loop takes one (its transports pass theirs).
+    def _add_reader(self, fd, callback, *args, context=None):
         return self._add_watcher(self._readers, lib.loop_add_reader,
-                                 fd, callback, args)
+                                 fd, callback, args, context)
 
-    def _add_writer(self, fd, callback, *args):
+    def _add_writer(self, fd, callback, *args, context=None):
         return self._add_watcher(self._writers, lib.loop_add_writer,
-                                 fd, callback, args)
+                                 fd, callback, args, context)
 
     def _remove_reader(self, fd):
         return self._remove_watcher(self._readers, lib.loop_remove_reader, fd)

@@ -6,6 +6,7 @@ whose borrowed methods use a new attribute fails here, by name, rather than
 in some rarely taken branch at run time."""
 import asyncio
 import dis
+import inspect
 import subprocess
 import sys
 import types
@@ -97,6 +98,29 @@ def test_hooks_exist_in_asyncio(owner):
         assert hasattr(owner, name), name
         assert getattr(EventLoop, name) is not getattr(owner, name) or \
             name in _compat.BORROWED_METHODS, name
+
+
+def _accepts(ours, theirs):
+    """The parameters of asyncio's `theirs` that our `ours` would refuse."""
+    mine = inspect.signature(ours).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in mine.values()):
+        return []
+    return [name for name, p in inspect.signature(theirs).parameters.items()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and name not in mine]
+
+
+@pytest.mark.parametrize("owner,name", [
+    (owner, name) for owner, names in _compat.HOOKS.items()
+    for name in names])
+def test_hooks_take_what_asyncio_passes(owner, name):
+    # asyncio calls these with its own arguments (3.15 added context= to
+    # several): ours must take every parameter that asyncio's Unix loop's
+    # have.
+    ours = getattr(EventLoop, name)
+    theirs = getattr(asyncio.unix_events._UnixSelectorEventLoop, name)
+    assert not _accepts(ours, theirs), (
+        f"{name} lacks {_accepts(ours, theirs)} on Python {_compat.PYTHON}")
 
 
 def test_no_private_asyncio_import_outside_compat():
