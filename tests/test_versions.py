@@ -370,6 +370,21 @@ def test_default_watcher_asyncio_made_up_is_not_needed(loop, clean_policy,
 
 # ---- per-version loop API, side by side ------------------------------------
 
+def test_add_signal_handler_warns_nothing(any_loop):
+    # 3.14 deprecated asyncio.iscoroutinefunction, which the check of the
+    # callback used to call.
+    import signal
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        any_loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+        assert any_loop.remove_signal_handler(signal.SIGUSR1)
+
+        async def coro():
+            pass
+        with pytest.raises(TypeError, match="coroutines cannot be used"):
+            any_loop.add_signal_handler(signal.SIGUSR1, coro)
+
+
 def test_create_task_name_and_context(any_loop):
     import contextvars
     var = contextvars.ContextVar("var", default="outer")
