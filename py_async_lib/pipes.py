@@ -20,7 +20,7 @@ import os
 import stat
 
 from . import _compat
-from ._binding import NULL, ffi, lib, os_error
+from ._binding import ffi, lib, os_error
 from ._compat import logger
 from .transports import StreamTransport
 
@@ -204,7 +204,7 @@ class WritePipeTransport(_PipeTransport):
         if self._fd >= 0:
             # A flush that failed (EPIPE...) made the stream drop its
             # buffer: report that error, as the write did.
-            err = lib.loop_write(self._cloop, self._fd, NULL, 0)
+            err = lib.loop_stream_write_error(self._cloop, self._fd)
             if err < 0:
                 self._fatal_error(os_error(err),
                                   "Fatal write error on pipe transport")
