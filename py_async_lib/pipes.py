@@ -15,6 +15,7 @@ the peer's EOF or data.  The write transport therefore turns reading on for
 pipes, FIFOs and sockets (as asyncio watches them for readability) and takes
 any read-side event as "closed by the peer".
 """
+import contextvars
 import errno
 import os
 import stat
@@ -234,8 +235,12 @@ class WritePipeTransport(_PipeTransport):
             self._conn_lost += 1
             return
         size = lib.loop_write(self._cloop, self._fd, data, len(data))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if size > 0:
+            # The context of asyncio's writer handle (see transports).
+            if self._write_context is None:
+                self._write_context = contextvars.copy_context()
+            if size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
         elif size < 0:
             self._conn_lost += 1
             self._fatal_error(os_error(size),

@@ -6,10 +6,18 @@ loop reads into its arena and hands the bytes over in the event array, and
 write() gives bytes to loop_write(), which sends at once and buffers only what
 the kernel did not take.  The transport mirrors asyncio's selector transport
 in behaviour: same callbacks in the same order, same flow control, same
-errors.
+errors, and the same contextvars contexts: asyncio runs a transport's
+callbacks from its reader and writer handles, so the reads (data_received,
+get_buffer/buffer_updated, eof_received, and connection_lost after a read
+error or EOF) run in the context the transport was made in, or the one that
+last called resume_reading(); resume_writing(), and the connection_lost()
+that ends a close() once the buffer is flushed, run in the context of the
+write() that found the buffer empty.
 """
+import contextvars
 import inspect
 import os
+import sys
 import warnings
 
 from asyncio import base_events, constants, events, futures, protocols
@@ -24,6 +32,8 @@ _EV_EOF = lib.LOOP_EV_EOF
 _EV_ERROR = lib.LOOP_EV_ERROR
 _EV_DRAINED = lib.LOOP_EV_DRAINED
 _EV_RESUME = lib.LOOP_EV_RESUME
+_WRITABLE = lib.LOOP_WRITABLE
+_copy_context = contextvars.copy_context
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
@@ -37,6 +47,9 @@ MAX_READ = 256 * 1024
 BULK_READ = 16 * 1024
 BULK_READ_LOW = 4 * 1024
 _loop_write = lib.loop_write   # one lookup, not one per write
+# From 3.12 on asyncio's writelines() adds its writer again (in the caller's
+# context) even when one is there; before, it was write(b"".join(...)).
+_WRITELINES_READDS_WRITER = sys.version_info >= (3, 12)
 
 # Python 3.13's Server tracks its transports: _attach(transport) and
 # _detach(transport); before, both took no argument.
@@ -170,6 +183,9 @@ class StreamTransport(TransportBase, transports.Transport):
     _cloop = None
     _fd = -1
     _by_caller = False   # see _read_by_caller
+    # The context asyncio's writer handle would have: that of the write()
+    # that found the out-buffer empty.  None while the buffer is empty.
+    _write_context = None
 
     def __init__(self, loop, sock, protocol, extra=None, server=None):
         super().__init__(extra, loop)
@@ -245,6 +261,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 lib.loop_stream_close(self._cloop, fd)
                 self._loop._streams.pop(fd, None)
         self._pending = None
+        self._write_context = None
 
     def _loop_closed(self):
         # The loop freed its C side: nothing may call into it any more.
@@ -268,17 +285,31 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._fd >= 0:
             lib.loop_stream_read_stop(self._cloop, self._fd)
 
-    def _stream_event(self, kind, arg):
-        # An emptied out-buffer matters only to a closing transport, a
-        # waiting sendfile or a paused protocol: skip the callback otherwise
-        # (a busy writer sees one DRAINED per partial send).  close() called
-        # later in this iteration finds the buffer empty and finishes by
-        # itself.
-        if kind == _EV_DRAINED and not (self._closing or
-                                         self._protocol_paused or
-                                         self._empty_waiter is not None):
-            return
-        self._loop._call_soon(self._on_stream_event, (kind, arg), None)
+    def _stream_event(self, kind, arg, side):
+        # Each event is handled in the context asyncio's reader or writer
+        # handle would run it in: EOF and read errors (side is
+        # LOOP_READABLE) in the read handle's, the rest in the writer's.
+        if kind == _EV_DRAINED:
+            context = self._write_context
+            # asyncio drops its writer when the buffer empties: the next
+            # write that buffers brings its own context.
+            self._write_context = None
+            # An emptied out-buffer matters only to a closing transport, a
+            # waiting sendfile or a paused protocol: skip the callback
+            # otherwise (a busy writer sees one DRAINED per partial send).
+            # close() called later in this iteration finds the buffer empty
+            # and finishes by itself.
+            if not (self._closing or self._protocol_paused or
+                    self._empty_waiter is not None):
+                return
+        elif kind == _EV_RESUME:
+            context = self._write_context
+        elif kind == _EV_ERROR and side == _WRITABLE:
+            context = self._write_context
+            self._write_context = None   # the buffer is dropped
+        else:
+            context = self._read_handle._context
+        self._loop._call_soon(self._on_stream_event, (kind, arg), context)
 
     def _on_stream_event(self, kind, arg):
         if kind == _EV_DRAINED:
@@ -302,9 +333,14 @@ class StreamTransport(TransportBase, transports.Transport):
             self._read_by_caller(self._buffered)
 
     def resume_reading(self):
-        if self._paused and not self._closing and self._pending is not None:
-            # Bytes read before the pause are delivered first.
-            self._loop._ready.append(self._read_handle)
+        if self._paused and not self._closing:
+            # asyncio adds its reader again, made in this context: reads
+            # run in it from now on.
+            self._read_handle = events.Handle(self._read_ready, (),
+                                              self._loop, None)
+            if self._pending is not None:
+                # Bytes read before the pause are delivered first.
+                self._loop._ready.append(self._read_handle)
         super().resume_reading()
 
     def _read_ready(self):
@@ -476,8 +512,11 @@ class StreamTransport(TransportBase, transports.Transport):
             self._conn_lost += 1
             return
         size = _loop_write(self._cloop, self._fd, data, len(data))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if size > 0:
+            if self._write_context is None:
+                self._write_context = _copy_context()
+            if size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
         elif size < 0:
             self._fatal_error(os_error(size),
                               "Fatal write error on socket transport")
@@ -488,6 +527,8 @@ class StreamTransport(TransportBase, transports.Transport):
         chunks = list(list_of_data)
         if len(chunks) < 2 or self._conn_lost or self._fd < 0:
             self.write(b"".join(chunks))
+            if _WRITELINES_READDS_WRITER and self._write_context is not None:
+                self._write_context = _copy_context()
             return
         for i, d in enumerate(chunks):
             if type(d) is not bytes:
@@ -507,8 +548,11 @@ class StreamTransport(TransportBase, transports.Transport):
         bufs = ffi.new("void *[]", views)
         lens = ffi.new("size_t[]", [len(v) for v in views])
         size = lib.loop_writev(self._cloop, self._fd, bufs, lens, len(chunks))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if size > 0:
+            if self._write_context is None or _WRITELINES_READDS_WRITER:
+                self._write_context = _copy_context()
+            if size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
         elif size < 0:
             self._fatal_error(os_error(size),
                               "Fatal write error on socket transport")
