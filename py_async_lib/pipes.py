@@ -15,7 +15,6 @@ the peer's EOF or data.  The write transport therefore turns reading on for
 pipes, FIFOs and sockets (as asyncio watches them for readability) and takes
 any read-side event as "closed by the peer".
 """
-import contextvars
 import errno
 import os
 import stat
@@ -98,7 +97,7 @@ class _PipeTransport(StreamTransport):
         self._lost = True
         self._closing = True
         self._release_stream()
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._call_soon(self._call_connection_lost, exc)
 
 
 
@@ -127,8 +126,8 @@ class ReadPipeTransport(_PipeTransport):
         self._release_stream()
         # The return value of eof_received() does not matter: a pipe that
         # gave EOF is done.
-        self._loop.call_soon(self._protocol.eof_received)
-        self._loop.call_soon(self._call_connection_lost, None)
+        self._call_soon(self._protocol.eof_received)
+        self._call_soon(self._call_connection_lost, None)
 
     def close(self):
         if not self._closing:
@@ -236,9 +235,8 @@ class WritePipeTransport(_PipeTransport):
             return
         size = lib.loop_write(self._cloop, self._fd, data, len(data))
         if size > 0:
-            # The context of asyncio's writer handle (see transports).
             if self._write_context is None:
-                self._write_context = contextvars.copy_context()
+                self._write_context = self._new_write_context()
             if size > self._high_water and not self._protocol_paused:
                 self._maybe_pause_protocol()
         elif size < 0:

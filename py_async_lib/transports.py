@@ -12,7 +12,10 @@ get_buffer/buffer_updated, eof_received, and connection_lost after a read
 error or EOF) run in the context the transport was made in, or the one that
 last called resume_reading(); resume_writing(), and the connection_lost()
 that ends a close() once the buffer is flushed, run in the context of the
-write() that found the buffer empty.
+write() that found the buffer empty.  From 3.15 on, asyncio gives a socket
+transport a context of its own (create_connection()'s, or a copy of its
+server's for each connection) and runs every callback in that one context:
+a transport made with one (`context`) does the same.
 """
 import contextvars
 import inspect
@@ -78,6 +81,13 @@ class TransportBase(transports._FlowControlMixin):
     # Read by __del__, which may run on an instance whose __init__ failed.
     _sock = None
     _server = None
+    # The context every callback of the transport runs in, where asyncio
+    # gives its transport one (socket transports from 3.15 on); None: each
+    # runs in the context asyncio's selector loop would schedule it from.
+    _context = None
+
+    def _call_soon(self, callback, *args):
+        self._loop.call_soon(callback, *args, context=self._context)
 
     def _set_socket_extra(self, sock):
         self._extra["socket"] = trsock.TransportSocket(sock)
@@ -187,8 +197,10 @@ class StreamTransport(TransportBase, transports.Transport):
     # that found the out-buffer empty.  None while the buffer is empty.
     _write_context = None
 
-    def __init__(self, loop, sock, protocol, extra=None, server=None):
+    def __init__(self, loop, sock, protocol, extra=None, server=None,
+                 context=None):
         super().__init__(extra, loop)
+        self._context = context
         self._sock_fd = fd = sock.fileno()
         self._protocol_connected = False
         self._pending = None        # bytes read by C, not yet delivered
@@ -203,19 +215,18 @@ class StreamTransport(TransportBase, transports.Transport):
         # Only now: if the C loop refused the fd, __del__ must leave the
         # caller's socket alone.
         self._sock = sock
-        self._read_handle = events.Handle(self._read_ready, (), loop, None)
+        self._read_handle = events.Handle(self._read_ready, (), loop, context)
         self.set_protocol(protocol)
         if server is not None:
             _server_attach(server, self)
         loop._transports[fd] = self
 
     def _start(self, waiter):
-        loop = self._loop
-        loop.call_soon(self._protocol.connection_made, self)
+        self._call_soon(self._protocol.connection_made, self)
         # Reading starts once connection_made() has run.
-        loop.call_soon(self._start_reading)
+        self._call_soon(self._start_reading)
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            self._call_soon(futures._set_result_unless_cancelled, waiter, None)
 
     def _repr_state(self):
         if self._cloop is None or self._fd < 0:
@@ -334,10 +345,10 @@ class StreamTransport(TransportBase, transports.Transport):
 
     def resume_reading(self):
         if self._paused and not self._closing:
-            # asyncio adds its reader again, made in this context: reads
-            # run in it from now on.
+            # asyncio adds its reader again, made in this context (unless
+            # the transport has its own): reads run in it from now on.
             self._read_handle = events.Handle(self._read_ready, (),
-                                              self._loop, None)
+                                              self._loop, self._context)
             if self._pending is not None:
                 # Bytes read before the pause are delivered first.
                 self._loop._ready.append(self._read_handle)
@@ -514,12 +525,17 @@ class StreamTransport(TransportBase, transports.Transport):
         size = _loop_write(self._cloop, self._fd, data, len(data))
         if size > 0:
             if self._write_context is None:
-                self._write_context = _copy_context()
+                self._write_context = self._new_write_context()
             if size > self._high_water and not self._protocol_paused:
                 self._maybe_pause_protocol()
         elif size < 0:
             self._fatal_error(os_error(size),
                               "Fatal write error on socket transport")
+
+    def _new_write_context(self):
+        """The context of the writer handle asyncio adds now: the
+        transport's own, or a copy of the writer's."""
+        return _copy_context() if self._context is None else self._context
 
     def writelines(self, list_of_data):
         # asyncio's is write(b"".join(list_of_data)): the same checks here,
@@ -528,7 +544,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if len(chunks) < 2 or self._conn_lost or self._fd < 0:
             self.write(b"".join(chunks))
             if _WRITELINES_READDS_WRITER and self._write_context is not None:
-                self._write_context = _copy_context()
+                self._write_context = self._new_write_context()
             return
         for i, d in enumerate(chunks):
             if type(d) is not bytes:
@@ -550,7 +566,7 @@ class StreamTransport(TransportBase, transports.Transport):
         size = lib.loop_writev(self._cloop, self._fd, bufs, lens, len(chunks))
         if size > 0:
             if self._write_context is None or _WRITELINES_READDS_WRITER:
-                self._write_context = _copy_context()
+                self._write_context = self._new_write_context()
             if size > self._high_water and not self._protocol_paused:
                 self._maybe_pause_protocol()
         elif size < 0:
@@ -616,7 +632,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 not self._protocol_paused and
                 not self.get_write_buffer_size()):
             self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._call_soon(self._call_connection_lost, None)
 
     def _force_close(self, exc):
         if self._conn_lost:
@@ -629,7 +645,7 @@ class StreamTransport(TransportBase, transports.Transport):
         self._release_stream()
         self._closing = True
         self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._call_soon(self._call_connection_lost, exc)
 
     def _release(self):
         self._release_stream()
@@ -643,8 +659,8 @@ class SocketTransport(StreamTransport):
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None,
-                 server=None):
-        super().__init__(loop, sock, protocol, extra, server)
+                 server=None, context=None):
+        super().__init__(loop, sock, protocol, extra, server, context)
         self._set_socket_extra(sock)
         # Small writes leave at once instead of waiting for an ACK.
         base_events._set_nodelay(sock)

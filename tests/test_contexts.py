@@ -280,6 +280,21 @@ def write_until_paused(proto):
         proto.transport.write(b"x" * (16 * MiB))
 
 
+async def flushed(transport, rfd=None):
+    """Waits until transport's buffer is empty (reading the pipe rfd), so
+    that the next write finds it so in both loops."""
+    if rfd is not None:
+        os.set_blocking(rfd, False)
+    while transport.get_write_buffer_size():
+        if rfd is not None:
+            try:
+                os.read(rfd, MiB)
+                continue
+            except BlockingIOError:
+                pass
+        await asyncio.sleep(0.001)
+
+
 async def stream_write_flow(tmpdir, kind, client_cls=StreamRec):
     """pause_writing()/resume_writing() from a writer in another context,
     then a close() from another context while bytes are still buffered."""
@@ -291,7 +306,29 @@ async def stream_write_flow(tmpdir, kind, client_cls=StreamRec):
     call_in("writer", write_until_paused, client)
     call_in("resumer", server.transport.resume_reading)
     await client.until("resume_writing")
+    await flushed(tr)
     call_in("writer2", write_until_paused, client)
+    call_in("closer", tr.close)
+    await client.until("connection_lost")
+    await server.until("connection_lost")
+    await pair.close()
+    return log
+
+
+async def stream_writelines(tmpdir, kind, client_cls=StreamRec):
+    """writelines() from another context while bytes are buffered: from
+    3.12 on asyncio's writelines() adds its writer again, in its caller's
+    context (3.11's is write(b"".join(...)))."""
+    log = Log()
+    pair = StreamPair(kind, log, client_cls, server_opts={"pause": True})
+    client, server = await pair.open(tmpdir)
+    tr = client.transport
+    call_in("writer", tr.set_write_buffer_limits, 64 * 1024)
+    call_in("writer", write_until_paused, client)
+    call_in("writer2", tr.writelines, [b"a" * 100, b"b" * 100])
+    call_in("resumer", server.transport.resume_reading)
+    await client.until("resume_writing")
+    await flushed(tr)
     call_in("closer", tr.close)
     await client.until("connection_lost")
     await server.until("connection_lost")
@@ -337,7 +374,7 @@ async def stream_reset(tmpdir, kind, client_cls=StreamRec):
 
 STREAM_SCENARIOS = [stream_eof, stream_eof_keep_open,
                     stream_pause_resume_reading, stream_write_flow,
-                    stream_close_idle, stream_reset]
+                    stream_writelines, stream_close_idle, stream_reset]
 
 
 # ---- pipes -----------------------------------------------------------------
@@ -396,6 +433,7 @@ async def write_pipe_flow(tmpdir):
     call_in("writer", tr.write, b"x" * MiB)
     assert proto.seen == ["connection_made", "pause_writing"]
     await drain(rfd, proto, "resume_writing")
+    await flushed(tr, rfd)
     call_in("writer2", tr.write, b"y" * MiB)
     call_in("closer", tr.close)
     await drain(rfd, proto, "connection_lost")
