@@ -372,6 +372,38 @@ async def stream_reset(tmpdir, kind, client_cls=StreamRec):
     return log
 
 
+async def stream_start_tls(tmpdir, client_cls=StreamRec):
+    """A plain connection upgraded by start_tls() in another context: the
+    TLS reads start with a resume_reading() it schedules there."""
+    loop = asyncio.get_running_loop()
+    log = Log()
+    servers = []
+
+    def server_proto():
+        servers.append(StreamRec(log, "server"))
+        return servers[-1]
+
+    server = await run_in("server", loop.create_server, server_proto,
+                          "127.0.0.1", 0,
+                          ssl=test_utils.simple_server_sslcontext())
+    addr = server.sockets[0].getsockname()
+    _, client = await run_in("client", loop.create_connection,
+                             lambda: client_cls(log, "client"), *addr)
+    tls = await run_in("upgrader", loop.start_tls, client.transport, client,
+                       test_utils.simple_client_sslcontext(),
+                       server_hostname="")
+    await servers[0].until("connection_made")
+    call_in("sender", servers[0].transport.write, b"x" * 1000)
+    await client.until("buffer_updated" if client_cls is BufferedRec
+                       else "data_received")
+    call_in("closer", tls.close)
+    await client.until("connection_lost")
+    await servers[0].until("connection_lost")
+    server.close()
+    await server.wait_closed()
+    return log
+
+
 STREAM_SCENARIOS = [stream_eof, stream_eof_keep_open,
                     stream_pause_resume_reading, stream_write_flow,
                     stream_writelines, stream_close_idle, stream_reset]
@@ -605,6 +637,12 @@ def test_stream(scenario, kind, client_cls):
     side_by_side(scenario, kind, client_cls)
 
 
+@pytest.mark.parametrize("client_cls", [StreamRec, BufferedRec],
+                         ids=["Protocol", "BufferedProtocol"])
+def test_start_tls(client_cls):
+    side_by_side(stream_start_tls, client_cls)
+
+
 @pytest.mark.parametrize("scenario",
                          PIPE_SCENARIOS + DATAGRAM_SCENARIOS +
                          SUBPROCESS_SCENARIOS,
@@ -619,6 +657,8 @@ def _all_cases():
             for cls in (StreamRec, BufferedRec):
                 yield (f"{scenario.__name__}[{kind},{cls.__name__}]",
                        scenario, (kind, cls))
+    for cls in (StreamRec, BufferedRec):
+        yield f"stream_start_tls[{cls.__name__}]", stream_start_tls, (cls,)
     for scenario in PIPE_SCENARIOS + DATAGRAM_SCENARIOS + SUBPROCESS_SCENARIOS:
         yield scenario.__name__, scenario, ()
 
