@@ -83,6 +83,12 @@ class Recorder:
             self.waiter = asyncio.get_running_loop().create_future()
             await self.waiter
 
+    def pause_writing(self):
+        self.note("pause_writing")
+
+    def resume_writing(self):
+        self.note("resume_writing")
+
 
 class StreamRec(Recorder, asyncio.Protocol):
     def connection_made(self, transport):
@@ -97,12 +103,6 @@ class StreamRec(Recorder, asyncio.Protocol):
     def eof_received(self):
         self.note("eof_received")
         return self.options.get("keep_open")
-
-    def pause_writing(self):
-        self.note("pause_writing")
-
-    def resume_writing(self):
-        self.note("resume_writing")
 
     def connection_lost(self, exc):
         self.note("connection_lost", type(exc).__name__)
@@ -542,6 +542,9 @@ async def datagram_errors(tmpdir):
                  remote_addr=_closed_udp_port())
     call_in("sender", proto.transport.sendto, b"ping")
     await proto.until("error_received")
+    # A send that fails at once (EMSGSIZE) reports in the sender's context.
+    call_in("sender2", proto.transport.sendto, b"x" * 70000)
+    assert proto.seen.count("error_received") == 2
     call_in("closer", proto.transport.close)
     await proto.until("connection_lost")
     return log
@@ -558,7 +561,63 @@ async def datagram_abort(tmpdir):
     return log
 
 
-DATAGRAM_SCENARIOS = [datagram, datagram_errors, datagram_abort]
+async def datagram_flow(tmpdir):
+    """Sends queued while the peer does not read (connected Unix datagram
+    sockets): pause_writing() in the sender's context, resume_writing() and
+    the connection_lost() of a close() with datagrams queued in the context
+    of the sendto() that started the queue."""
+    loop = asyncio.get_running_loop()
+    log = Log()
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    peer.bind(os.path.join(tmpdir, "peer"))
+    peer.setblocking(False)
+    proto = DatagramRec(log, "udp")
+    await run_in("client", loop.create_datagram_endpoint, lambda: proto,
+                 family=socket.AF_UNIX,
+                 local_addr=os.path.join(tmpdir, "mine"),
+                 remote_addr=os.path.join(tmpdir, "peer"))
+    tr = proto.transport
+    count = {"sent": 0, "received": 0}
+
+    def send_until(cond, context):
+        for _ in range(100000):
+            if cond():
+                return
+            call_in(context, tr.sendto, b"x" * 1024)
+            count["sent"] += 1
+        raise AssertionError("the peer's queue never filled")
+
+    async def read_until(cond):
+        while not cond():
+            try:
+                peer.recv(4096)
+                count["received"] += 1
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+
+    # Whether datagrams are queued.  Not get_write_buffer_size(): 3.13.0's
+    # never returns to 0 (it adds 8 bytes per datagram and takes back none).
+    def queued():
+        return len(tr._buffer)
+
+    def all_received():
+        return count["received"] == count["sent"]
+
+    call_in("writer", tr.set_write_buffer_limits, 4096)
+    for _ in range(2):
+        send_until(queued, "writer")
+        send_until(lambda: proto.seen[-1] == "pause_writing", "writer2")
+        await read_until(lambda: proto.seen[-1] == "resume_writing")
+        await read_until(all_received)
+    send_until(lambda: count["sent"] > count["received"] + 20, "writer3")
+    call_in("closer", tr.close)
+    await read_until(lambda: "connection_lost" in proto.seen)
+    peer.close()
+    return log
+
+
+DATAGRAM_SCENARIOS = [datagram, datagram_errors, datagram_abort,
+                      datagram_flow]
 
 
 # ---- subprocesses ----------------------------------------------------------
