@@ -196,6 +196,9 @@ class StreamTransport(TransportBase, transports.Transport):
     # The context asyncio's writer handle would have: that of the write()
     # that found the out-buffer empty.  None while the buffer is empty.
     _write_context = None
+    # The errno of a flush that failed while a read left to us was queued
+    # (see _stream_event); 0 if none.
+    _flush_error = 0
 
     def __init__(self, loop, sock, protocol, extra=None, server=None,
                  context=None):
@@ -318,6 +321,11 @@ class StreamTransport(TransportBase, transports.Transport):
         elif kind == _EV_ERROR and side == _WRITABLE:
             context = self._write_context
             self._write_context = None   # the buffer is dropped
+            if self._pending is READ_NOW:
+                # The loop flushed before the read it left to us, and the
+                # send took the socket's error (a reset): asyncio reads
+                # first, and its read fails with that error.
+                self._flush_error = arg
         else:
             context = self._read_handle._context
         self._loop._call_soon(self._on_stream_event, (kind, arg), context)
@@ -406,16 +414,21 @@ class StreamTransport(TransportBase, transports.Transport):
                 got = self._sock.recv_into(into) if self._is_socket else \
                     os.readv(self._sock_fd, [into])
         except (BlockingIOError, InterruptedError):
-            return None
+            got = None
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
             return None
-        if not got:
+        if got:
+            return got
+        if self._flush_error:
+            err, self._flush_error = self._flush_error, 0
+            self._fatal_error(os_error(-err),
+                              "Fatal read error on socket transport")
+        elif got is not None:
             self._read_eof()
-            return None
-        return got
+        return None
 
     # A BufferedProtocol's two calls; an exception from either is fatal.
 

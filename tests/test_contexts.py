@@ -272,12 +272,12 @@ async def stream_pause_resume_reading(tmpdir, kind, client_cls=StreamRec):
 
 
 def write_until_paused(proto):
-    """Writes until the protocol is paused: over TLS, the second write
-    (SSLProtocol encrypts a write in one go and passes it on while its
-    transport is not paused)."""
+    """Writes until the protocol is paused (over TLS, at the earliest by
+    the write after the one that paused the TCP transport: SSLProtocol
+    passes a write on whole while its transport is not paused)."""
     count = proto.seen.count("pause_writing")
     while proto.seen.count("pause_writing") == count:
-        proto.transport.write(b"x" * (16 * MiB))
+        proto.transport.write(b"x" * MiB)
 
 
 async def flushed(transport, rfd=None):
@@ -404,9 +404,63 @@ async def stream_start_tls(tmpdir, client_cls=StreamRec):
     return log
 
 
+async def stream_write_error(tmpdir, kind, client_cls=StreamRec):
+    """The peer resets the connection while the client, not reading, has
+    bytes buffered: a write error, in the writer's context."""
+    log = Log()
+    pair = StreamPair(kind, log, client_cls, server_opts={"pause": True})
+    client, server = await pair.open(tmpdir)
+    call_in("pauser", client.transport.pause_reading)
+    call_in("writer", write_until_paused, client)
+    sock = server.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    call_in("aborter", server.transport.abort)
+    await client.until("connection_lost")
+    await pair.close()
+    return log
+
+
+async def stream_reset_while_writing(tmpdir, kind, client_cls=StreamRec):
+    """The peer resets the connection while the client reads and has bytes
+    buffered: asyncio's read fails first, in the reader's context."""
+    log = Log()
+    pair = StreamPair(kind, log, client_cls, server_opts={"pause": True})
+    client, server = await pair.open(tmpdir)
+    call_in("writer", write_until_paused, client)
+    sock = server.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    call_in("aborter", server.transport.abort)
+    await client.until("connection_lost")
+    await pair.close()
+    return log
+
+
+async def stream_sendfile(tmpdir, kind, client_cls=StreamRec):
+    """loop.sendfile() from another context pauses reading and resumes it
+    there."""
+    loop = asyncio.get_running_loop()
+    log = Log()
+    pair = StreamPair(kind, log, client_cls)
+    client, server = await pair.open(tmpdir)
+    path = os.path.join(tmpdir, "file")
+    with open(path, "wb") as f:
+        f.write(b"x" * 100000)
+    with open(path, "rb") as f:
+        await run_in("sender", loop.sendfile, client.transport, f)
+    call_in("replier", server.transport.write, b"y" * 100)
+    await client.until("buffer_updated" if client_cls is BufferedRec
+                       else "data_received")
+    await pair.close()
+    return log
+
+
 STREAM_SCENARIOS = [stream_eof, stream_eof_keep_open,
                     stream_pause_resume_reading, stream_write_flow,
-                    stream_writelines, stream_close_idle, stream_reset]
+                    stream_writelines, stream_close_idle, stream_reset,
+                    stream_write_error, stream_reset_while_writing,
+                    stream_sendfile]
 
 
 # ---- pipes -----------------------------------------------------------------
