@@ -66,9 +66,17 @@ SERVER_TRACKS_TRANSPORTS = sys.version_info >= (3, 13)
 # 3.13: datagram transports send empty datagrams, and count 8 bytes of
 # header per queued datagram in get_write_buffer_size().
 SEND_EMPTY_DATAGRAMS = sys.version_info >= (3, 13)
+# 3.12: a socket transport's writelines() adds its writer again (in the
+# caller's context) even when one is there; before, it was
+# write(b"".join(...)).
+WRITELINES_READDS_WRITER = sys.version_info >= (3, 12)
 # 3.11 hands a child to what the watcher's __enter__() returns, 3.12 and
 # 3.13 to the watcher itself.
 USE_ENTERED_WATCHER = sys.version_info < (3, 12)
+# The context process_exited() runs in: 3.11's default child watcher reports
+# from a thread of its own (an empty context), later ones from a pidfd
+# reader added in the context that started the child.
+EXIT_IN_EMPTY_CONTEXT = sys.version_info < (3, 12)
 # 3.14 removed child watchers (asyncio.set_child_watcher() and the classes).
 HAS_CHILD_WATCHERS = sys.version_info < (3, 14)
 # 3.12: asyncio.run() takes a loop_factory (3.11 has only asyncio.Runner's).

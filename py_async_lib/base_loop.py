@@ -67,7 +67,7 @@ class BaseLoop(_compat.BaseEventLoop):
         self._readers = {}      # fd -> Handle
         self._writers = {}      # fd -> Handle
         self._streams = {}      # fd -> transport whose I/O the C loop does
-        self._children = {}     # pid -> callback(pid, returncode)
+        self._children = {}     # pid -> (callback(pid, returncode), context)
         # A weak map fd -> transport, as selector_events keeps it, so that
         # add_reader() refuses fds that belong to a transport.
         self._transports = weakref.WeakValueDictionary()
@@ -329,15 +329,16 @@ class BaseLoop(_compat.BaseEventLoop):
                         else:
                             ready.append(handle)
             elif kind == _EV_CHILD:
-                callback = self._children.pop(ints[i + 1], None)
-                if callback is not None:
+                child = self._children.pop(ints[i + 1], None)
+                if child is not None:
                     # None: reaped by someone else, the status is lost.
                     returncode = None if ints[i + 3] else ints[i + 2]
-                    self._call_soon(callback, (ints[i + 1], returncode), None)
+                    self._call_soon(child[0], (ints[i + 1], returncode),
+                                    child[1])
             else:
                 stream = self._streams.get(ints[i + 1])
                 if stream is not None:
-                    stream._stream_event(kind, ints[i + 2])
+                    stream._stream_event(kind, ints[i + 2], ints[i + 3])
 
     # ---- fd watchers ---------------------------------------------------
 

@@ -96,7 +96,7 @@ class _PipeTransport(StreamTransport):
         self._lost = True
         self._closing = True
         self._release_stream()
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._call_soon(self._call_connection_lost, exc)
 
 
 
@@ -125,8 +125,8 @@ class ReadPipeTransport(_PipeTransport):
         self._release_stream()
         # The return value of eof_received() does not matter: a pipe that
         # gave EOF is done.
-        self._loop.call_soon(self._protocol.eof_received)
-        self._loop.call_soon(self._call_connection_lost, None)
+        self._call_soon(self._protocol.eof_received)
+        self._call_soon(self._call_connection_lost, None)
 
     def close(self):
         if not self._closing:
@@ -233,8 +233,11 @@ class WritePipeTransport(_PipeTransport):
             self._conn_lost += 1
             return
         size = lib.loop_write(self._cloop, self._fd, data, len(data))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if size > 0:
+            if self._write_context is None:
+                self._write_context = self._new_write_context()
+            if size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
         elif size < 0:
             self._conn_lost += 1
             self._fatal_error(os_error(size),

@@ -12,6 +12,7 @@ are not its own.
 Where pidfds are missing (kernels before 5.3, valgrind) a thread per child
 blocks in waitpid() instead and hands the status to the loop.
 """
+import contextvars
 import errno
 import os
 import subprocess
@@ -192,11 +193,15 @@ class ProcessMethods:
 
         returncode is asyncio's: the exit status, or -signal for a child
         a signal killed; None if someone else reaped the child before the
-        loop could, and its status is lost."""
+        loop could, and its status is lost.  The callback runs in a copy of
+        the caller's context, as asyncio's pidfd watcher's reader does (in
+        an empty one on 3.11, as its thread watcher's report does)."""
         self._check_closed()
         rc = lib.loop_child_watch(self._cloop, pid, NULL, NULL)
         if rc == 0:
-            self._children[pid] = callback
+            context = (contextvars.Context() if _compat.EXIT_IN_EMPTY_CONTEXT
+                       else contextvars.copy_context())
+            self._children[pid] = (callback, context)
         elif rc in (-errno.ESRCH, -errno.ECHILD):
             # Already reaped elsewhere (a waitpid(-1) somewhere, SIGCHLD
             # ignored): the status is gone.
@@ -216,7 +221,7 @@ class ProcessMethods:
         # with the C loop: threads reap them, so that none stays a zombie.
         children = self._children
         if self.is_closed() and children:
-            for pid, callback in list(children.items()):
+            for pid, (callback, _) in list(children.items()):
                 proc = _popen_of(callback)
                 threading.Thread(target=_waitpid, args=(pid, proc),
                                  name=f"py_async_lib-reap-{pid}",

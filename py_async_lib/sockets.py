@@ -75,9 +75,12 @@ class SocketMethods:
             self._remove_reader(fd)
             fut.set_result(result)
 
+    # `context`: the transport's own (asyncio passes one from 3.15 on).
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
-                               extra=None, server=None):
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+                               extra=None, server=None, context=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server,
+                               context)
 
     def _make_ssl_transport(
             self, rawsock, protocol, sslcontext, waiter=None,
@@ -85,7 +88,7 @@ class SocketMethods:
             extra=None, server=None,
             ssl_handshake_timeout=_compat.SSL_HANDSHAKE_TIMEOUT,
             ssl_shutdown_timeout=_compat.SSL_SHUTDOWN_TIMEOUT,
-            call_connection_made=True):
+            call_connection_made=True, context=None):
         # TLS runs in asyncio's SSLProtocol over our plain transport.
         ssl_protocol = _compat.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
@@ -93,7 +96,7 @@ class SocketMethods:
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         SocketTransport(self, rawsock, ssl_protocol, extra=extra,
-                        server=server)
+                        server=server, context=context)
         return ssl_protocol._app_transport
 
 

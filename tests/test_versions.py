@@ -3,7 +3,6 @@ entry points with and without policies, the policy warnings of 3.14, child
 watchers (3.11-3.13), and each version's additions to the loop API, side by
 side with asyncio's loop where the version has them."""
 import asyncio
-import concurrent.futures
 import os
 import socket
 import subprocess
