@@ -3,6 +3,8 @@
 #   make            the library, the cffi module (when cffi is installed;
 #                   otherwise `pip install .` builds it) and the load generator
 #   make lib        libcasyncio/libcasyncio.so only
+#   make examples   build/echo_server (examples/echo_server.c, C on the
+#                   library alone)
 #   make install    libcasyncio.so.$(SOVERSION), casyncio.h and casyncio.pc under
 #                   PREFIX (/usr/local), staged under DESTDIR if given;
 #                   make uninstall removes them
@@ -51,9 +53,10 @@ TEST_BINS := $(addprefix build/tests/,$(TESTS))
 ASAN_BINS := $(addprefix build/asan/tests/,$(TESTS))
 TEST_HDRS := tests/c/ctest.h $(LIBDIR)/casyncio.h
 
-.PHONY: all lib ffi asan ctest ctest-asan valgrind check clean install uninstall soname
+.PHONY: all lib ffi asan ctest ctest-asan valgrind check clean examples \
+        install uninstall soname
 
-all: lib ffi loadgen
+all: lib ffi loadgen examples
 
 lib: $(LIB)
 
@@ -94,6 +97,19 @@ build/asan/obj/%.o: $(LIBDIR)/%.c $(HDRS)
 $(ASAN_LIB): $(ASAN_OBJS)
 	$(CC) $(ASANFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $(ASAN_OBJS) -lm
 	ln -sf libcasyncio.so build/asan/$(SONAME)
+
+# ---- examples --------------------------------------------------------------
+# C programs on the public header alone, linked like an outside user's
+# program (-lcasyncio), with an rpath to the library in the tree.
+
+EXAMPLES := build/echo_server
+
+examples: $(EXAMPLES)
+
+$(EXAMPLES): build/%: examples/%.c $(LIBDIR)/casyncio.h $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -I$(LIBDIR) $< -o $@ -L$(LIBDIR) -lcasyncio \
+	    -Wl,-rpath,'$$ORIGIN/../$(LIBDIR)'
 
 # ---- C tests ---------------------------------------------------------------
 # Linked with an rpath to the library they test, so no LD_LIBRARY_PATH.
