@@ -116,9 +116,29 @@ CASYNCIO_API void loop_stop(loop_t *loop);
 /* Thread-safe: makes a blocking loop_run_once() return now (eventfd). */
 CASYNCIO_API int loop_wakeup(loop_t *loop);
 
-/* Counters for profiling; filled by loop_stats(). */
+/* ---- health and profiling (core.c) ------------------------------------ */
+
+/* Buckets of the duration histograms of loop_stats_t: bucket 0 counts
+ * durations under 1 us, bucket k (0 < k < LOOP_HIST_BUCKETS - 1) those in
+ * [2^(k-1), 2^k) us, the last one everything from 2^(LOOP_HIST_BUCKETS-2) us
+ * (4.19 s) up. */
+#define LOOP_HIST_BUCKETS 24
+
+/*
+ * What the loop has counted since loop_new().  Cheap enough to leave on: a
+ * few additions per poll, nothing per event or callback.
+ *
+ * A poll is the epoll wait of one loop_run_once().  From a poll's return to
+ * the next poll's start is a batch: the loop dispatches what the poll found
+ * and its caller (for py_async_lib: Python) runs callbacks.  Nothing new is
+ * noticed during a batch, so batch durations are the loop's lag.  An
+ * iteration here runs from one poll's start to the next's (wait + batch).
+ * loop_run_once() calls that do not poll (their event array was full), and
+ * whatever the caller runs without calling it, belong to the batch around
+ * them.  See loop_stats_pause() for the time between runs.
+ */
 typedef struct loop_stats {
-    int64_t iterations;
+    int64_t iterations;      /* calls of loop_run_once()                  */
     int64_t io_events;       /* epoll events handled                      */
     int64_t timers_fired;
     int64_t callbacks_run;   /* C callbacks run by the loop               */
@@ -126,8 +146,26 @@ typedef struct loop_stats {
     int64_t bytes_read;
     int64_t bytes_written;
     int64_t poll_ns;         /* time spent inside epoll_wait              */
+    int64_t batch_ns;        /* time spent in batches (outside the poll)  */
+    int64_t batch_max_ns;    /* the longest batch: the worst lag          */
+    int64_t batch_max_end;   /* when it ended (CLOCK_MONOTONIC ns), or 0  */
+    int64_t fds;             /* fds in epoll now (the wakeup fd aside)    */
+    int64_t timers;          /* pending timers now                        */
+    int64_t iter_hist[LOOP_HIST_BUCKETS];    /* iteration durations       */
+    int64_t batch_hist[LOOP_HIST_BUCKETS];   /* batch durations           */
 } loop_stats_t;
-CASYNCIO_API void loop_stats(const loop_t *loop, loop_stats_t *out);
+/* Copies the first `size` bytes of the counters into *out (size larger than
+ * sizeof(loop_stats_t): the rest of *out is left alone).  Call it through
+ * loop_stats(), which passes the size of the struct the caller was built
+ * with, so a program built against an older header keeps working. */
+CASYNCIO_API void loop_stats_sized(const loop_t *loop, loop_stats_t *out,
+                                   size_t size);
+#define loop_stats(loop, out) loop_stats_sized((loop), (out), sizeof(*(out)))
+/* The caller stops running the loop for a while (asyncio's run_forever()
+ * returned): the current batch ends now, and the time until the next
+ * loop_run_once() counts in no batch or iteration.  loop_run() does this
+ * when it returns. */
+CASYNCIO_API void loop_stats_pause(loop_t *loop);
 
 /* ---- ready queue (core.c) ---------------------------------------------- */
 

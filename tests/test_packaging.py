@@ -101,14 +101,15 @@ def test_wheel_in_a_new_venv_runs_a_loop(dist, tmp_path):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = str(venv / "bin" / "python")
+    run([sys.executable, "-m", "pip", "--python", python, "install", "-q",
+         "--no-deps", "--no-index", str(wheel)])
     # cffi is a dependency pip would fetch; without a network it comes from
-    # this interpreter's site-packages, added after the venv's own.
+    # this interpreter's site-packages, added after the venv's own (and
+    # after the install, which would otherwise find a copy installed there).
     import _cffi_backend
     site = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).strip()
     with open(os.path.join(site, "cffi_from_outside.pth"), "w") as f:
         f.write(os.path.dirname(_cffi_backend.__file__) + "\n")
-    run([sys.executable, "-m", "pip", "--python", python, "install", "-q",
-         "--no-deps", "--no-index", str(wheel)])
     check = textwrap.dedent("""
         import asyncio, importlib.metadata, os, sys
         import py_async_lib
