@@ -135,7 +135,8 @@ CASYNCIO_API int loop_wakeup(loop_t *loop);
  * iteration here runs from one poll's start to the next's (wait + batch).
  * loop_run_once() calls that do not poll (their event array was full), and
  * whatever the caller runs without calling it, belong to the batch around
- * them.  See loop_stats_pause() for the time between runs.
+ * them.  See loop_stats_resume() and loop_stats_pause() for the time
+ * between runs.
  */
 typedef struct loop_stats {
     int64_t iterations;      /* calls of loop_run_once()                  */
@@ -161,10 +162,12 @@ typedef struct loop_stats {
 CASYNCIO_API void loop_stats_sized(const loop_t *loop, loop_stats_t *out,
                                    size_t size);
 #define loop_stats(loop, out) loop_stats_sized((loop), (out), sizeof(*(out)))
-/* The caller stops running the loop for a while (asyncio's run_forever()
- * returned): the current batch ends now, and the time until the next
- * loop_run_once() counts in no batch or iteration.  loop_run() does this
- * when it returns. */
+/* The caller starts running the loop (asyncio's run_forever()) and may run
+ * callbacks before its first poll: a batch begins now, unless one is open. */
+CASYNCIO_API void loop_stats_resume(loop_t *loop);
+/* The caller stops running the loop for a while (run_forever() returned):
+ * the current batch ends now, and the time until the next resume or poll
+ * counts in no batch or iteration.  loop_run() calls both. */
 CASYNCIO_API void loop_stats_pause(loop_t *loop);
 
 /* ---- ready queue (core.c) ---------------------------------------------- */

@@ -294,6 +294,13 @@ static void health_poll_starts(loop_t *loop, int64_t t)
     loop->iter_start = t;
 }
 
+void loop_stats_resume(loop_t *loop)
+{
+    if (loop == NULL || loop->batch_start != 0)
+        return;
+    loop->batch_start = loop->iter_start = loop__now_ns();
+}
+
 void loop_stats_pause(loop_t *loop)
 {
     if (loop == NULL || loop->batch_start == 0)
@@ -445,6 +452,7 @@ int loop_run(loop_t *loop)
 
     if (loop == NULL)
         return -EINVAL;
+    loop_stats_resume(loop);
     for (;;) {
         /* A stop requested before (or during) this call: one last
          * non-blocking iteration, as asyncio's run_forever does. */

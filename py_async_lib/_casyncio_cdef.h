@@ -57,6 +57,7 @@ int loop_run_once(loop_t *loop, int timeout_ms, loop_event_t *events, int max);
 const int64_t *loop_poll_hint(const loop_t *loop);
 int loop_wakeup(loop_t *loop);
 void loop_stats(const loop_t *loop, loop_stats_t *out);   /* a macro in C */
+void loop_stats_resume(loop_t *loop);
 void loop_stats_pause(loop_t *loop);
 
 int64_t loop_call_later(loop_t *loop, double delay, loop_cb fn, void *data);

@@ -426,6 +426,15 @@ TEST(test_stats_health)
     CHECK_EQ(hist_sum(st.iter_hist), 3);
     loop_stats_pause(NULL);
 
+    /* Resumed: a batch is open from now, even before the first poll. */
+    loop_stats_pause(loop);
+    loop_stats_resume(loop);
+    loop_stats_resume(loop);              /* twice: the same batch */
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    loop_stats(loop, &st);
+    CHECK_EQ(hist_sum(st.batch_hist), 5);   /* the pause closed one */
+    loop_stats_resume(NULL);
+
     /* gauges */
     CHECK_EQ(st.fds, 0);
     CHECK_EQ(st.timers, 0);
@@ -440,7 +449,7 @@ TEST(test_stats_health)
     /* A caller built with a shorter struct gets only its part. */
     memset(&st, 0xab, sizeof(st));
     loop_stats_sized(loop, &st, offsetof(loop_stats_t, poll_ns));
-    CHECK_EQ(st.iterations, 4);
+    CHECK_EQ(st.iterations, 5);
     CHECK_EQ(st.poll_ns, (int64_t)0xabababababababab);
     loop_stats_sized(NULL, &st, sizeof(st));
 
