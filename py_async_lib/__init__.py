@@ -9,14 +9,21 @@ or, without touching the global policy:
     py_async_lib.run(main())
 """
 import asyncio
+from typing import Any, Coroutine, Optional, TypeVar
 
+from .health import HISTOGRAM_BOUNDS, LoopStats
 from .loop import EventLoop
 
-__all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "install", "run"]
+__all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "install", "run",
+           "LoopStats", "HISTOGRAM_BOUNDS"]
+# The one place the version is written: pyproject.toml and the Makefile
+# (the C library's file name and casyncio.pc) read it from here.
 __version__ = "0.1.0"
 
+_T = TypeVar("_T")
 
-def new_event_loop():
+
+def new_event_loop() -> EventLoop:
     """A new py_async_lib event loop."""
     return EventLoop()
 
@@ -38,12 +45,12 @@ class EventLoopPolicy(asyncio.unix_events.DefaultEventLoopPolicy):
     _loop_factory = EventLoop
 
 
-def install():
+def install() -> None:
     """Makes py_async_lib the event loop of asyncio.run(), new_event_loop()..."""
     asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-def run(main, *, debug=None):
+def run(main: Coroutine[Any, Any, _T], *, debug: Optional[bool] = None) -> _T:
     """asyncio.run(main) on a py_async_lib loop, without changing the policy."""
     with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)

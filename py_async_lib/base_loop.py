@@ -74,6 +74,7 @@ class BaseLoop(base_events.BaseEventLoop):
         self._slow_report = None
         self._slow_count = 0
         super().__init__()
+        self._choose_ready_runner()
         self._ready = collections.deque()
         self._timers = {}       # C timer id -> TimerHandle
         self._readers = {}      # fd -> Handle
@@ -264,13 +265,9 @@ class BaseLoop(base_events.BaseEventLoop):
                     raise os_error(n)
                 self._dispatch(n)
         ntodo = len(ready)
-        if self._debug:
-            self._run_ready_debug(ntodo)
+        if self._ready_runner is not None:   # debug mode, slow-iteration reports
+            self._ready_runner(self, ntodo)
             return
-        slow = self._slow_report
-        if slow is not None:
-            ran = list(_islice(ready, ntodo))
-            t0 = _monotonic_ns()
         popleft = ready.popleft
         for _ in range(ntodo):
             handle = popleft()
@@ -283,11 +280,33 @@ class BaseLoop(base_events.BaseEventLoop):
             except BaseException as exc:
                 report_callback_exception(handle, exc)
         handle = None  # Break cycles when an exception occurred.
-        if slow is not None:
-            self._check_slow(slow, _monotonic_ns() - t0, ran)
 
-    def _check_slow(self, slow, elapsed, ran):
-        threshold, hook = slow
+    def set_debug(self, enabled):
+        super().set_debug(enabled)
+        self._choose_ready_runner()
+
+    def _choose_ready_runner(self):
+        # What runs the ready callbacks when the plain loop of _run_once()
+        # does not: one attribute, so that the plain case pays one check.
+        # A function, not a bound method: that would be a cycle.
+        if self._debug:
+            self._ready_runner = BaseLoop._run_ready_debug
+        elif self._slow_report is not None:
+            self._ready_runner = BaseLoop._run_ready_timed
+        else:
+            self._ready_runner = None
+
+    def _run_ready_timed(self, ntodo):
+        ready = self._ready
+        ran = list(_islice(ready, ntodo))
+        t0 = _monotonic_ns()
+        for _ in range(ntodo):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+        handle = None
+        elapsed = _monotonic_ns() - t0
+        threshold, hook = self._slow_report
         if elapsed < threshold:
             return
         self._slow_count += 1
@@ -480,8 +499,9 @@ class BaseLoop(base_events.BaseEventLoop):
         report (slow_callback_duration) and takes precedence."""
         if threshold is None:
             self._slow_report = None
-            return
-        if not threshold >= 0:
+        elif not threshold >= 0:
             raise ValueError(f"threshold must be >= 0 or None, not {threshold!r}")
-        self._slow_report = (int(threshold * 1e9),
-                             log_slow_iteration if hook is None else hook)
+        else:
+            self._slow_report = (int(threshold * 1e9),
+                                 log_slow_iteration if hook is None else hook)
+        self._choose_ready_runner()

@@ -157,6 +157,15 @@ def test_version_has_one_home():
     assert out.strip() == py_async_lib.__version__
 
 
+def test_public_api_is_annotated():
+    import typing
+    for fn in (py_async_lib.new_event_loop, py_async_lib.install, py_async_lib.run,
+               py_async_lib.EventLoop.stats,
+               py_async_lib.EventLoop.report_slow_iterations):
+        assert "return" in typing.get_type_hints(fn), fn
+    assert os.path.exists(os.path.join(os.path.dirname(py_async_lib.__file__), "py.typed"))
+
+
 # ---- make install, pkg-config, a C program --------------------------------
 
 @pytest.fixture(scope="module")
