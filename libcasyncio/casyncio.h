@@ -16,6 +16,21 @@
  * constructor-like getters) and never prints or aborts.  Only loop_wakeup()
  * may be called from another thread; everything else belongs to the thread
  * that runs the loop.
+ *
+ * What is stable.  The library's soname is libcasyncio.so.0 (pkg-config
+ * name: casyncio); within one soname a program built against an older
+ * casyncio.h keeps working with a newer library:
+ *   - functions, their signatures and their documented behaviour stay;
+ *     new functions may be added;
+ *   - the values of the LOOP_* constants stay; new event kinds may be added,
+ *     so a switch over loop_event_t.kind needs a default that ignores them;
+ *   - loop_event_t stays four int64_t;
+ *   - loop_stats_t only grows at its end (loop_stats() passes the size the
+ *     caller was built with, and gets that much);
+ *   - loop_t stays opaque: nothing of internal.h is part of the ABI.
+ * A change that breaks any of this comes with a new soname
+ * (libcasyncio.so.1, ...); the file name and pkg-config's Version carry the
+ * release (libcasyncio.so.0.1.0 is 0.1.0).
  */
 #ifndef CASYNCIO_H
 #define CASYNCIO_H
