@@ -119,7 +119,7 @@ def test_slow_iteration_default_logs(loop, caplog):
     with caplog.at_level(logging.WARNING, logger="asyncio"):
         loop.run_until_complete(asyncio.sleep(0.001))
     [record] = [r for r in caplog.records if "Iteration took" in r.getMessage()]
-    assert "<Handle sleep(0.02)>" in record.getMessage()
+    assert "<Handle sleep(" in record.getMessage()   # 3.13 leaves out the args
 
 
 def test_slow_iteration_hook_error_goes_to_the_exception_handler(loop):
