@@ -85,8 +85,9 @@ build/obj/%.o: $(LIBDIR)/%.c $(HDRS)
 
 # The soname keeps a module linked against this file independent of the
 # path it was linked from; what links it looks for $(SONAME), which the
-# symlink beside it provides in the build tree.
-$(LIB): $(OBJS)
+# symlink beside it provides in the build tree.  Relinked when this file
+# changes (the soname is written here).
+$(LIB): $(OBJS) Makefile
 	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $(OBJS) $(LDFLAGS) -lm
 	ln -sf libcasyncio.so $(LIBDIR)/$(SONAME)
 
