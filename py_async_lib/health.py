@@ -35,6 +35,7 @@ class LoopStats(TypedDict):
     bytes_read: int       # by the C loop's stream reads
     bytes_written: int    # by the C loop's stream writes
     poll_ns: int          # time waiting in epoll
+    events_dropped: int   # events lost to a bug in the library: always 0
     batch_ns: int         # time in batches: dispatch and callbacks
     batch_max_ns: int     # the longest batch: the worst lag so far
     batch_max_end: int    # when it ended (time.monotonic_ns()), 0: none yet
