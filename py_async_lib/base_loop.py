@@ -491,12 +491,12 @@ class BaseLoop(base_events.BaseEventLoop):
     def report_slow_iterations(self, threshold: "float | None",
                                hook: "SlowIterationHook | None" = None) -> None:
         """Reports every iteration whose callbacks take `threshold` seconds
-        or more, in or out of debug mode: hook(seconds, handles) is called
-        after it with the handles it ran (by default, one warning on
-        asyncio's logger names them).  None turns it off (the default).
-        While on, an iteration costs two clock reads and a copy of its
-        ready queue; while off, nothing.  Debug mode has its own per-callback
-        report (slow_callback_duration) and takes precedence."""
+        or more, without debug mode: hook(seconds, handles) is called after
+        it with the handles it ran (by default, one warning on asyncio's
+        logger names them).  None turns it off (the default).  While on, an
+        iteration costs two clock reads and a copy of its ready queue; while
+        off, nothing.  In debug mode, asyncio's per-callback report
+        (slow_callback_duration) runs instead."""
         if threshold is None:
             self._slow_report = None
         elif not threshold >= 0:
