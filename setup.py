@@ -7,7 +7,7 @@ when cffi is installed), so that `make && pip install .` in a fresh virtual
 environment, where make finds no cffi, leaves a checkout whose tests and
 benchmarks import the package built in place.
 """
-import glob
+import importlib.machinery
 import os
 import shutil
 import subprocess
@@ -32,11 +32,13 @@ class BuildExtWithLib(build_ext):
         shutil.copy2(LIB, os.path.join(package, soname))
         in_place = os.path.join(HERE, "py_async_lib")
         if os.path.realpath(package) != os.path.realpath(in_place):
-            # Other builds of the extension go first: the import system
-            # prefers a (stale) _casyncio.cpython-3XX-*.so from make over
-            # the _casyncio.abi3.so built here.
-            for old in glob.glob(os.path.join(in_place, "_casyncio.*.so")):
-                os.unlink(old)
+            # This interpreter's other builds of the extension go first: it
+            # would prefer a (stale) _casyncio.cpython-3XX-*.so from make
+            # over the _casyncio.abi3.so built here.  Other versions' stay.
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                old = os.path.join(in_place, "_casyncio" + suffix)
+                if os.path.exists(old):
+                    os.unlink(old)
             for built in self.get_outputs() + [os.path.join(package, soname)]:
                 _replace(built, os.path.join(in_place, os.path.basename(built)))
 
