@@ -60,9 +60,12 @@ static void fail(const char *what, int err)
     exit(1);
 }
 
-/* A connection is over (EOF, error): forget the stream, close the fd. */
+/* A connection is over (EOF, error): forget the stream, close the fd.  A
+ * later event of the same iteration may name the fd again: once is enough. */
 static void conn_close(struct server *srv, int fd)
 {
+    if (!srv->open_fds[fd])
+        return;
     loop_stream_close(srv->loop, fd);
     close(fd);
     srv->open_fds[fd] = 0;
