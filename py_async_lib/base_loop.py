@@ -373,10 +373,10 @@ class BaseLoop(_compat.BaseEventLoop):
 
         asyncio would queue every read handle behind the callbacks already
         ready and run it this iteration.  While nothing else is queued yet,
-        running it right here is the same order and saves the trip through
-        the queue; what such a handle schedules belongs to the next
-        iteration, so it is set aside and queued after this iteration's
-        handles.  Returns how many handles were set aside so (at the end of
+        running the handle of bytes the C loop read (LOOP_EV_DATA) right
+        here is the same order and saves the trip through the queue; what
+        such a handle schedules belongs to the next iteration, so it is set
+        aside and queued after this iteration's handles.  Returns how many handles were set aside so (at the end of
         _ready, not to run in this iteration).
         """
         ints = self._event_ints[:n * EVENT_INTS].tolist()
@@ -389,17 +389,14 @@ class BaseLoop(_compat.BaseEventLoop):
         later = []   # scheduled by read handles run inline: next iteration
         for i in range(start, len(ints), EVENT_INTS):
             kind = ints[i]
-            if kind == EV_DATA or kind == EV_READABLE:
+            if kind == EV_DATA:
                 stream = streams.get(ints[i + 1])
                 if stream is None:
                     continue
-                if kind == EV_DATA:
-                    off = ints[i + 3]
-                    size = ints[i + 2]
-                    data = self._arena[off:off + size].tobytes()
-                    if not stream._data_read(data, size):
-                        continue
-                elif not stream._readable(ints[i + 2]):
+                off = ints[i + 3]
+                size = ints[i + 2]
+                data = self._arena[off:off + size].tobytes()
+                if not stream._data_read(data, size):
                     continue
                 handle = stream._read_handle
                 if not inline:
@@ -421,7 +418,14 @@ class BaseLoop(_compat.BaseEventLoop):
                     ready.clear()
                 continue
             inline = False   # a handle of this iteration gets queued
-            if kind == EV_TIMER:
+            if kind == EV_READABLE:
+                # Always queued: the transport's own read must come after
+                # the stream's other events of this poll (a flush that
+                # failed took the socket's error, which the read reports).
+                stream = streams.get(ints[i + 1])
+                if stream is not None and stream._readable(ints[i + 2]):
+                    ready.append(stream._read_handle)
+            elif kind == EV_TIMER:
                 handle = self._timers.pop(ints[i + 2], None)
                 if handle is not None:
                     handle._scheduled = False
