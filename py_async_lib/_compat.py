@@ -17,6 +17,7 @@ Supporting a new CPython: read this file against that version's asyncio,
 and run tests/test_compat.py, which checks that every attribute the borrowed
 methods use on `self` exists on our loop.
 """
+import asyncio
 import selectors
 import sys
 
@@ -109,6 +110,14 @@ HAS_POLICIES = (UnixDefaultEventLoopPolicy is not _MISSING
                 and _maybe(events, "_event_loop_policy") is not _MISSING)
 if not HAS_POLICIES:
     UnixDefaultEventLoopPolicy = None
+# Where asyncio finds the class of the policy it makes when none is set
+# (events._init_event_loop_policy, also after set_event_loop_policy(None)),
+# as (module, attribute): 3.14 imports the private name.  The harness of
+# CPython's own tests (tests/cpython) puts our policy there.
+if POLICIES_DEPRECATED:
+    DEFAULT_POLICY_SLOT = (unix_events, "_DefaultEventLoopPolicy")
+else:
+    DEFAULT_POLICY_SLOT = (asyncio, "DefaultEventLoopPolicy")
 
 
 def set_event_loop_policy(policy):

@@ -182,3 +182,42 @@ def test_missing_borrowed_method_fails_import():
 
 def test_compat_error_is_an_import_error():
     assert issubclass(_compat.CompatError, ImportError)
+
+
+def _attributes_missing(cls, instance):
+    """{method: [attributes it reads on self that instance lacks]} for the
+    methods asyncio's class cls defines."""
+    missing = {}
+    for name, func in vars(cls).items():
+        if isinstance(func, types.FunctionType):
+            lacking = sorted(a for a in self_attributes(func)
+                             if not hasattr(instance, a))
+            if lacking:
+                missing[name] = lacking
+    return missing
+
+
+def test_flow_control_mixin_finds_what_it_uses(loop):
+    # Our transports take asyncio's write flow control as it is.
+    import socket
+    a, b = socket.socketpair()
+    try:
+        transport = loop._make_socket_transport(a, asyncio.Protocol())
+        loop.run_until_complete(asyncio.sleep(0))
+        assert not _attributes_missing(_compat.FlowControlMixin, transport)
+        transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        b.close()
+
+
+def test_subprocess_transport_base_finds_what_it_uses(loop):
+    async def main():
+        transport, _ = await loop.subprocess_exec(
+            asyncio.SubprocessProtocol, sys.executable, "-c", "pass")
+        missing = _attributes_missing(_compat.BaseSubprocessTransport,
+                                      transport)
+        await transport._wait()
+        transport.close()
+        return missing
+    assert not loop.run_until_complete(main())
