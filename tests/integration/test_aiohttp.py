@@ -1,0 +1,194 @@
+"""aiohttp's server and client, both on our loop, over loopback."""
+import asyncio
+import hashlib
+import os
+import ssl
+
+import pytest
+
+from integration_support import assert_our_loop, require, run
+
+aiohttp = require("aiohttp")
+from aiohttp import web  # noqa: E402
+
+
+def make_app():
+    async def hello(request):
+        assert_our_loop()
+        # The client's port: requests on one connection share it.
+        peer = request.transport.get_extra_info("peername")
+        sslobj = request.transport.get_extra_info("ssl_object")
+        return web.json_response({
+            "n": int(request.query["n"]), "peer_port": peer[1],
+            "scheme": request.scheme,
+            "tls": sslobj.version() if sslobj is not None else None})
+
+    async def stream(request):
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(50):
+            await resp.write(b"%04d:" % i + b"x" * 1000 + b"\n")
+            await asyncio.sleep(0)
+        await resp.write_eof()
+        return resp
+
+    async def upload(request):
+        digest = hashlib.sha256()
+        size = 0
+        async for chunk in request.content.iter_chunked(65536):
+            digest.update(chunk)
+            size += len(chunk)
+        return web.json_response({"size": size, "sha256": digest.hexdigest()})
+
+    async def ws(request):
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await sock.send_str("echo:" + msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await sock.send_bytes(msg.data[::-1])
+        return sock
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/hello", hello)
+    app.router.add_get("/stream", stream)
+    app.router.add_post("/upload", upload)
+    app.router.add_get("/ws", ws)
+    return app
+
+
+async def serve(ssl_context=None):
+    runner = web.AppRunner(make_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, port
+
+
+def test_keepalive_several_requests_one_connection():
+    async def main():
+        runner, port = await serve()
+        try:
+            conn = aiohttp.TCPConnector(limit=1)
+            async with aiohttp.ClientSession(connector=conn) as session:
+                got = []
+                for n in range(10):
+                    async with session.get(
+                            f"http://127.0.0.1:{port}/hello?n={n}") as r:
+                        assert r.status == 200
+                        got.append(await r.json())
+        finally:
+            await runner.cleanup()
+        return got
+
+    got = run(main)
+    assert [g["n"] for g in got] == list(range(10))
+    assert len({g["peer_port"] for g in got}) == 1, got   # one connection
+    assert {g["scheme"] for g in got} == {"http"}
+    assert {g["tls"] for g in got} == {None}
+
+
+def test_streaming_response():
+    async def main():
+        runner, port = await serve()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/stream") as r:
+                    assert r.headers["Transfer-Encoding"] == "chunked"
+                    lines = []
+                    async for line in r.content:
+                        lines.append(line)
+        finally:
+            await runner.cleanup()
+        return lines
+
+    lines = run(main)
+    assert len(lines) == 50
+    assert all(l == b"%04d:" % i + b"x" * 1000 + b"\n"
+               for i, l in enumerate(lines))
+
+
+def test_multi_megabyte_upload():
+    body = os.urandom(8 * 1024 * 1024 + 123)
+
+    async def main():
+        runner, port = await serve()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"http://127.0.0.1:{port}/upload",
+                                        data=body) as r:
+                    assert r.status == 200
+                    return await r.json()
+        finally:
+            await runner.cleanup()
+
+    got = run(main)
+    assert got == {"size": len(body),
+                   "sha256": hashlib.sha256(body).hexdigest()}
+
+
+def test_websocket_echo():
+    async def main():
+        runner, port = await serve()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(
+                        f"http://127.0.0.1:{port}/ws") as ws:
+                    texts = []
+                    for i in range(20):
+                        await ws.send_str(f"m{i}")
+                        texts.append(await ws.receive_str())
+                    big = os.urandom(1024 * 1024)
+                    await ws.send_bytes(big)
+                    back = await ws.receive_bytes()
+                    await ws.close()
+                    return texts, back == big[::-1], ws.close_code
+        finally:
+            await runner.cleanup()
+
+    texts, big_ok, code = run(main)
+    assert texts == [f"echo:m{i}" for i in range(20)]
+    assert big_ok
+    assert code == 1000
+
+
+def test_tls_with_self_signed_certificate():
+    trustme = require("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def main():
+        runner, port = await serve(server_ctx)
+        try:
+            conn = aiohttp.TCPConnector(ssl=client_ctx, limit=1)
+            async with aiohttp.ClientSession(connector=conn) as session:
+                got = []
+                for n in range(3):
+                    async with session.get(
+                            f"https://127.0.0.1:{port}/hello?n={n}") as r:
+                        got.append(await r.json())
+                big = os.urandom(2 * 1024 * 1024)
+                async with session.post(f"https://127.0.0.1:{port}/upload",
+                                        data=big) as r:
+                    up = await r.json()
+            # A client that does not trust the CA is refused.
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                    await session.get(f"https://127.0.0.1:{port}/hello?n=0")
+        finally:
+            await runner.cleanup()
+        return got, up, hashlib.sha256(big).hexdigest()
+
+    got, up, digest = run(main)
+    assert [g["n"] for g in got] == [0, 1, 2]
+    assert {g["scheme"] for g in got} == {"https"}
+    assert len({g["peer_port"] for g in got}) == 1
+    assert {g["tls"] for g in got} == {"TLSv1.3"}
+    assert up == {"size": 2 * 1024 * 1024, "sha256": digest}
