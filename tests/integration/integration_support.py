@@ -164,6 +164,13 @@ class PostgresServer:
         self._run("pg_ctl", "-D", self.data, "-l", self.log, "-o", opts,
                   "-w", "-t", "60", "start")
 
+    def running(self):
+        try:
+            self._run("pg_ctl", "-D", self.data, "status")
+        except subprocess.CalledProcessError:
+            return False
+        return True
+
     def stop(self, mode="fast"):
         self._run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
 
