@@ -8,11 +8,14 @@ when its library or server binary is genuinely missing, and says which.
 The servers are started once per session by the fixtures below, on loopback
 ports, in temporary directories, and stopped at the end.
 """
+import contextlib
+import importlib
 import os
 import subprocess
 
 import pytest
 
+import py_async_lib
 from integration_support import (HERE, PostgresServer, RedisServer,
                                  pg_bindir, require_binary)
 
@@ -31,6 +34,8 @@ def postgres():
                     "package postgresql; .ci/install-integration installs it)")
     server = PostgresServer(bindir)
     try:
+        with contextlib.suppress(ImportError):
+            server.enable_tls(importlib.import_module("trustme"))
         server.init()
         server.start()
     except subprocess.CalledProcessError as exc:
@@ -47,3 +52,25 @@ def redis_server():
     server.start()
     yield server
     server.cleanup()
+
+
+# ---- pytest-asyncio: its tests run on our loop -----------------------------
+# pytest-asyncio 1.4+ documents the pytest_asyncio_loop_factories hook for
+# this; before it, overriding the event_loop_policy fixture was the way.
+
+def _has_loop_factories_hook():
+    try:
+        from pytest_asyncio.plugin import PytestAsyncioSpecs
+    except ImportError:
+        return False
+    return hasattr(PytestAsyncioSpecs, "pytest_asyncio_loop_factories")
+
+
+if _has_loop_factories_hook():
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_asyncio_loop_factories(config, item):
+        return {"py_async_lib": py_async_lib.new_event_loop}
+else:
+    @pytest.fixture(scope="session")
+    def event_loop_policy():
+        return py_async_lib.EventLoopPolicy()

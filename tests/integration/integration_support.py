@@ -146,6 +146,7 @@ class PostgresServer:
             nobody = pwd.getpwnam("nobody")
             os.chown(self.dir, nobody.pw_uid, nobody.pw_gid)
             self.as_user = ["runuser", "-u", "nobody", "--"]
+        self.ca_pem = None      # set by enable_tls()
 
     def _run(self, *argv):
         subprocess.run(self.as_user + [os.path.join(self.bindir, argv[0]),
@@ -158,9 +159,31 @@ class PostgresServer:
         self._run("initdb", "-D", self.data, "-U", self.user,
                   "--auth=trust", "--no-sync", "-E", "UTF8")
 
+    def enable_tls(self, trustme):
+        """Serves TLS too, with a certificate for 127.0.0.1 and localhost
+        from a CA made here (its PEM in self.ca_pem)."""
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_pem = os.path.join(self.dir, "ca.pem")
+        ca.cert_pem.write_to_path(self.ca_pem)
+        files = {"server.crt": cert.cert_chain_pems[0],
+                 "server.key": cert.private_key_pem}
+        for name, blob in files.items():
+            path = os.path.join(self.dir, name)
+            blob.write_to_path(path)
+            os.chmod(path, 0o600)       # postgres wants its key private
+            if self.as_user:
+                nobody = pwd.getpwnam("nobody")
+                os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        self.tls_opts = (f" -c ssl=on -c ssl_cert_file={self.dir}/server.crt"
+                         f" -c ssl_key_file={self.dir}/server.key")
+
+    tls_opts = ""
+
     def start(self):
         opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} "
-                f"-c unix_socket_directories={self.dir} -c fsync=off")
+                f"-c unix_socket_directories={self.dir} -c fsync=off"
+                + self.tls_opts)
         self._run("pg_ctl", "-D", self.data, "-l", self.log, "-o", opts,
                   "-w", "-t", "60", "start")
 

@@ -130,6 +130,54 @@ def test_multi_megabyte_upload():
                    "sha256": hashlib.sha256(body).hexdigest()}
 
 
+def test_file_response_sendfile(tmp_path):
+    """web.FileResponse goes through loop.sendfile() on a plain socket."""
+    payload = os.urandom(3 * 1024 * 1024 + 7)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(payload)
+
+    async def send_file(request):
+        return web.FileResponse(path)
+
+    async def main():
+        loop = assert_our_loop()
+        calls = []
+        loop_sendfile = loop.sendfile
+
+        async def counted_sendfile(transport, file, offset=0, count=None, **kw):
+            calls.append((offset, count))
+            return await loop_sendfile(transport, file, offset, count, **kw)
+        loop.sendfile = counted_sendfile
+        app = web.Application()
+        app.router.add_get("/file", send_file)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            conn = aiohttp.TCPConnector(limit=1)
+            async with aiohttp.ClientSession(connector=conn) as session:
+                bodies = []
+                for _ in range(3):
+                    async with session.get(f"http://127.0.0.1:{port}/file") \
+                            as r:
+                        bodies.append(await r.read())
+                # A range request: sendfile from an offset.
+                async with session.get(f"http://127.0.0.1:{port}/file",
+                                       headers={"Range": "bytes=1000-1999"}
+                                       ) as r:
+                    ranged = (r.status, await r.read())
+        finally:
+            await runner.cleanup()
+        return bodies, ranged, calls
+
+    bodies, (status, ranged), calls = run(main)
+    assert calls and (1000, 1000) in calls, calls
+    assert all(b == payload for b in bodies)
+    assert status == 206 and ranged == payload[1000:2000]
+
+
 def test_websocket_echo():
     async def main():
         runner, port = await serve()

@@ -1,6 +1,7 @@
 """asyncpg and psycopg 3 (async, with a pool) against a real PostgreSQL that
 the `postgres` fixture starts (initdb into a temporary directory)."""
 import asyncio
+import ssl
 
 import pytest
 
@@ -13,8 +14,12 @@ def test_asyncpg_queries_transactions_and_copy(postgres):
     asyncpg = require("asyncpg")
 
     async def main():
-        conn = await asyncpg.connect(postgres.dsn())
+        # Plain TCP (the server offers TLS: the other tests take it).
+        conn = await asyncpg.connect(postgres.dsn(), ssl=False)
         try:
+            assert await conn.fetchval(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") \
+                is False
             await conn.execute("DROP TABLE IF EXISTS t_asyncpg")
             await conn.execute(
                 "CREATE TABLE t_asyncpg (id int PRIMARY KEY, name text, "
@@ -81,6 +86,36 @@ def test_asyncpg_pool_concurrent_queries_and_unix_socket(postgres):
     assert unix == "unix ok"
 
 
+def test_asyncpg_tls_through_start_tls(postgres):
+    """asyncpg asks for TLS in the protocol, then upgrades the connection
+    with loop.start_tls(): the certificate is checked against the CA."""
+    asyncpg = require("asyncpg")
+    if postgres.ca_pem is None:
+        pytest.skip("trustme is not installed: the test server has no TLS "
+                    "certificate (pip install '.[integration]')")
+
+    async def main():
+        ctx = ssl.create_default_context(cafile=postgres.ca_pem)
+        conn = await asyncpg.connect(postgres.dsn(), ssl=ctx)
+        try:
+            tls = await conn.fetchrow(
+                "SELECT ssl, version FROM pg_stat_ssl "
+                "WHERE pid = pg_backend_pid()")
+            rows = await conn.fetch(
+                "SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
+        finally:
+            await conn.close()
+        # A context that does not trust the CA is refused.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncpg.connect(postgres.dsn(),
+                                  ssl=ssl.create_default_context())
+        return tls, len(rows)
+
+    tls, nrows = run(main)
+    assert tls["ssl"] is True and tls["version"].startswith("TLS")
+    assert nrows == 5000
+
+
 # ---- psycopg 3 -------------------------------------------------------------
 
 def test_psycopg_async_connection_and_pool(postgres):
@@ -88,8 +123,10 @@ def test_psycopg_async_connection_and_pool(postgres):
     psycopg_pool = require("psycopg_pool")
 
     async def main():
+        # Plain TCP here; the pool below takes libpq's default (TLS when
+        # the server offers it).
         async with await psycopg.AsyncConnection.connect(
-                postgres.dsn(), autocommit=True) as conn:
+                postgres.dsn(), autocommit=True, sslmode="disable") as conn:
             await conn.execute("DROP TABLE IF EXISTS t_psycopg")
             await conn.execute("CREATE TABLE t_psycopg (id int, v text)")
             async with conn.cursor() as cur:
