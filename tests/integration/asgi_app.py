@@ -21,6 +21,9 @@ async def app(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _echo(receive, send)
+        return
     assert scope["type"] == "http"
     path = scope["path"]
     if path == "/stream":
@@ -46,6 +49,19 @@ async def app(scope, receive, send):
         "http_version": scope["http_version"],
     }
     await _json(send, payload)
+
+
+async def _echo(receive, send):
+    """Echoes text frames, prefixed with the loop class's module."""
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    module = type(asyncio.get_running_loop()).__module__
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send",
+                    "text": f"{module}:{message['text']}"})
 
 
 async def _json(send, payload):

@@ -210,12 +210,18 @@ def restart_postgres(postgres):
         postgres.start()
 
 
-def test_asyncpg_server_stopped_mid_query(restart_postgres):
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_asyncpg_server_stopped_mid_query(restart_postgres, tls):
     asyncpg = require("asyncpg")
     postgres = restart_postgres
+    if tls and postgres.ca_pem is None:
+        pytest.skip("trustme is not installed: the test server has no TLS "
+                    "certificate (pip install '.[integration]')")
 
     async def main():
-        conn = await asyncpg.connect(postgres.dsn())
+        ssl_arg = (ssl.create_default_context(cafile=postgres.ca_pem)
+                   if tls else False)
+        conn = await asyncpg.connect(postgres.dsn(), ssl=ssl_arg)
         query = asyncio.ensure_future(conn.fetchval("SELECT pg_sleep(30)"))
         await stop_server_during(postgres, query)
         with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError,

@@ -53,6 +53,9 @@ def uvicorn(*extra):
 
 
 def test_uvicorn_single_worker():
+    # uvicorn serves websockets with the websockets library: the client too.
+    ws_client = require("websockets.asyncio.client")
+
     async def main(port):
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base) as client:
@@ -60,16 +63,22 @@ def test_uvicorn_single_worker():
             post = (await client.post("/", content=b"z" * 3_000_000)).json()
             async with client.stream("GET", "/stream") as r:
                 chunks = [c async for c in r.aiter_bytes()]
-        return gets, post, b"".join(chunks)
+        echoes = []
+        async with ws_client.connect(f"ws://127.0.0.1:{port}/") as ws:
+            for i in range(5):
+                await ws.send(f"m{i}")
+                echoes.append(await ws.recv())
+        return gets, post, b"".join(chunks), echoes
 
     with uvicorn() as (port, proc):
-        gets, post, streamed = run(main, port)
+        gets, post, streamed, echoes = run(main, port)
     assert proc.returncode == 0, proc.output
     assert {g["loop"] for g in gets} == {OUR_LOOP}
     assert {g["pid"] for g in gets} == {proc.pid}      # no workers: itself
     assert all(g["lifespan_started"] for g in gets)
     assert post["method"] == "POST" and post["body_len"] == 3_000_000
     assert streamed == b"".join(b"chunk %d\n" % i for i in range(20))
+    assert echoes == [f"py_async_lib.loop:m{i}" for i in range(5)]
     assert "Application startup complete" in proc.output
     assert "Application shutdown complete" in proc.output
 
