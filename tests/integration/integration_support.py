@@ -157,7 +157,8 @@ class PostgresServer:
 
     def init(self):
         self._run("initdb", "-D", self.data, "-U", self.user,
-                  "--auth=trust", "--no-sync", "-E", "UTF8")
+                  "--auth=trust", "--no-sync", "-E", "UTF8",
+                  "--locale=C")
 
     def enable_tls(self, trustme):
         """Serves TLS too, with a certificate for 127.0.0.1 and localhost
