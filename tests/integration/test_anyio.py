@@ -1,6 +1,8 @@
 """anyio on its asyncio backend with our loop (backend_options' loop_factory):
 its TCP streams and listeners, subprocesses and thread helpers."""
 import os
+import signal
+import socket
 import sys
 import threading
 
@@ -120,3 +122,40 @@ def test_threads():
         return sorted(results)
 
     assert anyio_run(main) == [i * 2 + 1 for i in range(8)]
+
+
+def test_udp_unix_sockets_signals_and_wait_readable(tmp_path):
+    async def main():
+        async with await anyio.create_udp_socket(local_host="127.0.0.1") as a, \
+                await anyio.create_udp_socket(local_host="127.0.0.1") as b:
+            port = b.extra(anyio.abc.SocketAttribute.local_port)
+            await a.sendto(b"datagram", "127.0.0.1", port)
+            datagram, _ = await b.receive()
+
+        async def upper(stream):
+            async with stream:
+                await stream.send((await stream.receive()).upper())
+
+        path = str(tmp_path / "sock")
+        async with await anyio.create_unix_listener(path) as listener, \
+                anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, upper)
+            async with await anyio.connect_unix(path) as client:
+                await client.send(b"unix")
+                unix = await client.receive()
+            tg.cancel_scope.cancel()
+
+        with anyio.open_signal_receiver(signal.SIGUSR1) as signals:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            async for signum in signals:
+                break
+
+        r, w = socket.socketpair()
+        with r, w:
+            w.send(b"x")
+            with anyio.fail_after(10):
+                await anyio.wait_readable(r)
+            readable = r.recv(1)
+        return datagram, unix, signum, readable
+
+    assert anyio_run(main) == (b"datagram", b"UNIX", signal.SIGUSR1, b"x")

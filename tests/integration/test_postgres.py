@@ -116,6 +116,38 @@ def test_asyncpg_tls_through_start_tls(postgres):
     assert nrows == 5000
 
 
+def test_asyncpg_cancellation_and_notifications(postgres):
+    """A query cancelled by wait_for() (asyncpg then sends PostgreSQL a
+    cancel request over a second connection) leaves the connection usable;
+    LISTEN/NOTIFY reaches the listener callback."""
+    asyncpg = require("asyncpg")
+
+    async def main():
+        conn = await asyncpg.connect(postgres.dsn())
+        other = await asyncpg.connect(postgres.dsn())
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(conn.fetchval("SELECT pg_sleep(30)"),
+                                       0.2)
+            with pytest.raises(TimeoutError):
+                await conn.fetchval("SELECT pg_sleep(30)", timeout=0.2)
+            after = await conn.fetchval("SELECT 'usable'")
+            got = asyncio.get_running_loop().create_future()
+            await conn.add_listener(
+                "chan", lambda c, pid, channel, payload: got.set_result(
+                    (channel, payload)))
+            await other.execute("NOTIFY chan, 'hello'")
+            note = await asyncio.wait_for(got, 10)
+        finally:
+            await other.close()
+            await conn.close()
+        return after, note
+
+    after, note = run(main)
+    assert after == "usable"
+    assert note == ("chan", "hello")
+
+
 # ---- psycopg 3 -------------------------------------------------------------
 
 def test_psycopg_async_connection_and_pool(postgres):
@@ -173,6 +205,39 @@ def test_psycopg_async_connection_and_pool(postgres):
     assert pooled == [i + 1000 for i in range(30)]
     assert stats["requests_num"] == 30
     assert stats["pool_max"] == 4
+
+
+def test_psycopg_cancel_and_notifies(postgres):
+    psycopg = require("psycopg")
+
+    async def main():
+        async with await psycopg.AsyncConnection.connect(
+                postgres.dsn(), autocommit=True) as conn, \
+                await psycopg.AsyncConnection.connect(
+                    postgres.dsn(), autocommit=True) as other:
+            query = asyncio.ensure_future(conn.execute("SELECT pg_sleep(30)"))
+            await asyncio.sleep(0.2)
+            await conn.cancel_safe()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                await query
+            after = await (await conn.execute("SELECT 'usable'")).fetchone()
+
+            await conn.execute("LISTEN chan")
+
+            async def notify():
+                await asyncio.sleep(0.05)
+                await other.execute("NOTIFY chan, 'hi'")
+            sender = asyncio.ensure_future(notify())
+            gen = conn.notifies(timeout=10)
+            async for note in gen:
+                break
+            await gen.aclose()
+            await sender
+        return after[0], (note.channel, note.payload)
+
+    after, note = run(main)
+    assert after == "usable"
+    assert note == ("chan", "hi")
 
 
 # ---- faults: the server stopped in the middle of a query --------------------
