@@ -7,7 +7,7 @@ import sys
 import threading
 
 import py_async_lib
-from integration_support import assert_our_loop, open_fds, describe_fds, \
+from integration_support import assert_our_loop, leaked_fds, open_fds, \
     require
 
 anyio = require("anyio")
@@ -23,8 +23,7 @@ def anyio_run(main, *args):
     result = anyio.run(checked, backend="asyncio",
                        backend_options={"loop_factory":
                                         py_async_lib.new_event_loop})
-    leaked = open_fds() - before
-    assert len(leaked) <= 1, f"fds leaked: {describe_fds(leaked)}"
+    assert not leaked_fds(before), f"fds leaked: {leaked_fds(before)}"
     return result
 
 
