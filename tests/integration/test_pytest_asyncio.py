@@ -5,9 +5,17 @@ import asyncio
 import pytest
 
 import py_async_lib
-from integration_support import require
+from integration_support import leaked_fds, open_fds, require
 
 pytest_asyncio = require("pytest_asyncio")
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak():
+    """Set up before pytest-asyncio's loop, so checked after it is closed."""
+    before = open_fds()
+    yield
+    assert not leaked_fds(before), f"fds leaked: {leaked_fds(before)}"
 
 
 @pytest_asyncio.fixture

@@ -5,24 +5,32 @@ import sys
 import unittest
 
 import py_async_lib
+from integration_support import leaked_fds, open_fds
+
+USE_LOOP_FACTORY = sys.version_info >= (3, 13)
 
 
 class OurLoopTestCase(unittest.IsolatedAsyncioTestCase):
-    if sys.version_info >= (3, 13):
+    if USE_LOOP_FACTORY:
         # The class, as CPython's docs show: a plain function here would be
         # bound to the test case (new_event_loop(self) -> TypeError).
         loop_factory = py_async_lib.EventLoop
-    else:
-        @classmethod
-        def setUpClass(cls):
-            super().setUpClass()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._fds = open_fds()
+        if not USE_LOOP_FACTORY:
             cls._old_policy = asyncio.get_event_loop_policy()
             asyncio.set_event_loop_policy(py_async_lib.EventLoopPolicy())
 
-        @classmethod
-        def tearDownClass(cls):
+    @classmethod
+    def tearDownClass(cls):
+        if not USE_LOOP_FACTORY:
             asyncio.set_event_loop_policy(cls._old_policy)
-            super().tearDownClass()
+        # Each test's loop is closed by now.
+        assert not leaked_fds(cls._fds), f"fds leaked: {leaked_fds(cls._fds)}"
+        super().tearDownClass()
 
     async def asyncSetUp(self):
         self.setup_loop = asyncio.get_running_loop()
