@@ -51,12 +51,34 @@ def make_app():
                 await sock.send_bytes(msg.data[::-1])
         return sock
 
+    async def big(request):
+        # 25 MiB through write()'s drain: waits while the client reads late.
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for i in range(400):
+            await resp.write(bytes([i % 256]) * 65536)
+        await resp.write_eof()
+        return resp
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/big", big)
     app.router.add_get("/hello", hello)
     app.router.add_get("/stream", stream)
     app.router.add_post("/upload", upload)
     app.router.add_get("/ws", ws)
     return app
+
+
+def tls_contexts(trustme):
+    """Server and client contexts: a CA made here (self-signed) issues the
+    server's certificate; only the client context trusts that CA."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
 
 
 async def serve(ssl_context=None):
@@ -109,6 +131,37 @@ def test_streaming_response():
     assert len(lines) == 50
     assert all(l == b"%04d:" % i + b"x" * 1000 + b"\n"
                for i, l in enumerate(lines))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_backpressure_with_a_slow_reader(tls):
+    """The client reads the first MiB slowly: the server's transport
+    pauses its writer, resumes it, and every byte arrives in order."""
+    server_ctx = client_ctx = None
+    if tls:
+        server_ctx, client_ctx = tls_contexts(require("trustme"))
+    scheme = "https" if tls else "http"
+
+    async def main():
+        runner, port = await serve(server_ctx)
+        try:
+            conn = aiohttp.TCPConnector(ssl=client_ctx) if tls else None
+            async with aiohttp.ClientSession(connector=conn) as session:
+                async with session.get(f"{scheme}://127.0.0.1:{port}/big") \
+                        as r:
+                    digest, total = hashlib.sha256(), 0
+                    async for chunk in r.content.iter_chunked(65536):
+                        digest.update(chunk)
+                        total += len(chunk)
+                        if total < 1024 * 1024:
+                            await asyncio.sleep(0.01)
+        finally:
+            await runner.cleanup()
+        return total, digest.hexdigest()
+
+    expected = hashlib.sha256(b"".join(bytes([i % 256]) * 65536
+                                       for i in range(400))).hexdigest()
+    assert run(main) == (400 * 65536, expected)
 
 
 def test_multi_megabyte_upload():
@@ -204,13 +257,7 @@ def test_websocket_echo():
 
 
 def test_tls_with_self_signed_certificate():
-    trustme = require("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts(require("trustme"))
 
     async def main():
         runner, port = await serve(server_ctx)

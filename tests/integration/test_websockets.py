@@ -45,6 +45,33 @@ def test_echo_text_binary_and_large_messages():
     assert code == 1000
 
 
+def test_flow_control_when_the_server_reads_late():
+    """The server reads nothing for a while: its queue fills (max_queue), it
+    stops reading the transport, the client's writes wait on drain; then
+    all 300 64 KiB messages arrive, in order."""
+    async def late_reader(ws):
+        await asyncio.sleep(0.3)
+        count = 0
+        async for message in ws:
+            if message == "end":
+                await ws.send(str(count))
+                return
+            assert message == f"{count:06d}" + "x" * 65530
+            count += 1
+
+    async def main():
+        async with serve(late_reader, "127.0.0.1", 0, max_queue=4) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}",
+                               write_limit=2 ** 14) as ws:
+                for i in range(300):
+                    await ws.send(f"{i:06d}" + "x" * 65530)
+                await ws.send("end")
+                return await ws.recv()
+
+    assert run(main) == "300"
+
+
 def test_many_concurrent_clients():
     async def main():
         async with serve(echo, "127.0.0.1", 0) as server:
