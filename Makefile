@@ -12,6 +12,8 @@
 #   make asan-pytest pytest (less the soak tests) on build/asan/libcasyncio.so
 #   make fuzz       the libFuzzer harnesses, FUZZ_SECONDS (60) each (clang)
 #   make fuzz-smoke the same, 10 s each
+#   make DEBUG=1    the library with its assert()s (release builds define
+#                   NDEBUG; the ASan, fuzz and C test builds never do)
 
 # make's built-in default for CC is "cc"; use gcc unless told otherwise.
 ifeq ($(origin CC),default)
@@ -22,7 +24,15 @@ VALGRIND ?= valgrind
 
 WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= -O2
-LIB_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden
+# The library's assert()s check its own invariants (LOOP_UNREACHABLE in
+# internal.h).  The release build compiles them out, and a broken invariant
+# is then counted in loop_stats' events_dropped instead of aborting.
+ifeq ($(DEBUG),1)
+LIB_DEFS :=
+else
+LIB_DEFS := -DNDEBUG
+endif
+LIB_CFLAGS = $(CFLAGS) $(LIB_DEFS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden
 ASANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=undefined
 
@@ -35,12 +45,13 @@ OBJS      := $(patsubst $(LIBDIR)/%.c,build/obj/%.o,$(SRCS))
 ASAN_OBJS := $(patsubst $(LIBDIR)/%.c,build/asan/obj/%.o,$(SRCS))
 ASAN_LIB  := build/asan/libcasyncio.so
 
-TESTS     := test_core test_timer test_io test_stream test_process test_demo
+TESTS     := test_core test_timer test_io test_stream test_process test_demo \
+             test_invariants test_ctest
 TEST_BINS := $(addprefix build/tests/,$(TESTS))
 ASAN_BINS := $(addprefix build/asan/tests/,$(TESTS))
 TEST_HDRS := tests/c/ctest.h $(LIBDIR)/casyncio.h
 
-.PHONY: all lib ffi asan ctest ctest-asan valgrind check clean
+.PHONY: all lib ffi asan ctest ctest-asan valgrind check clean FORCE
 
 all: lib ffi loadgen
 
@@ -57,7 +68,13 @@ asan: $(ASAN_LIB)
 
 # ---- library ---------------------------------------------------------------
 
-build/obj/%.o: $(LIBDIR)/%.c $(HDRS)
+# The flags the objects were built with: a change (DEBUG=1, CFLAGS=...)
+# rebuilds them instead of linking stale ones.
+build/obj/flags: FORCE
+	@mkdir -p $(@D)
+	@echo '$(CC) $(LIB_CFLAGS)' | cmp -s - $@ || echo '$(CC) $(LIB_CFLAGS)' >$@
+
+build/obj/%.o: $(LIBDIR)/%.c $(HDRS) build/obj/flags
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
@@ -88,8 +105,23 @@ build/asan/tests/%: tests/c/%.c $(TEST_HDRS) $(ASAN_LIB)
 	$(CC) $(ASANFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I$(LIBDIR) $< -o $@ \
 	    -Lbuild/asan -lcasyncio -Wl,-rpath,'$$ORIGIN/..' -lpthread
 
-# Each program prints "<name>: N passed, M failed" and exits non-zero on a
-# failure; every program runs, and the target fails if any did.
+# test_invariants breaks the library's invariants from inside, so it is
+# built from the sources: with NDEBUG as the release library is (events
+# counted as dropped), and, for ctest-asan, without (assert() fires).
+build/tests/test_invariants: tests/c/test_invariants.c $(TEST_HDRS) $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -DNDEBUG $< $(SRCS) -o $@ -lm
+
+build/asan/tests/test_invariants: tests/c/test_invariants.c $(TEST_HDRS) $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(ASANFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I$(LIBDIR) $< $(SRCS) \
+	    -o $@ -lm
+
+# Each program runs each of its tests in a child process of its own, with a
+# timeout, and names the test that failed, crashed or hung (tests/c/ctest.h;
+# test_ctest checks that); it prints "<name>: N passed, M failed" and exits
+# non-zero on a failure.  Every program runs, and the target fails if any
+# did.
 ctest: $(TEST_BINS)
 	@fail=0; for t in $(TEST_BINS); do $$t || fail=1; done; exit $$fail
 
@@ -102,10 +134,14 @@ ctest-asan: $(ASAN_BINS)
 # valgrind 3.19 does not know epoll_pwait2 (the loop falls back to
 # epoll_wait, after one "unhandled syscall" warning) nor pidfd_open
 # (test_process then checks the -ENOSYS path and skips the rest).
+# valgrind follows the fork of each test's child by itself and checks it as
+# it exits (its error exit status fails that test); --trace-children also
+# follows test_ctest's exec of itself.  -q: only errors, not a summary for
+# every child.
 valgrind: $(TEST_BINS)
 	@fail=0; for t in $(TEST_BINS); do \
-	    $(VALGRIND) --leak-check=full --error-exitcode=1 \
-	        --errors-for-leak-kinds=definite $$t || fail=1; \
+	    $(VALGRIND) -q --trace-children=yes --leak-check=full \
+	        --error-exitcode=1 --errors-for-leak-kinds=definite $$t || fail=1; \
 	done; exit $$fail
 
 # The README's test command.  `python -m pytest` from the repository root

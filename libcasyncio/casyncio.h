@@ -126,6 +126,10 @@ typedef struct loop_stats {
     int64_t bytes_read;
     int64_t bytes_written;
     int64_t poll_ns;         /* time spent inside epoll_wait              */
+    int64_t events_dropped;  /* events lost to a broken invariant of the
+                                library (a bug: always 0).  Debug builds
+                                assert() instead; release builds (NDEBUG)
+                                count here rather than abort            */
 } loop_stats_t;
 CASYNCIO_API void loop_stats(const loop_t *loop, loop_stats_t *out);
 
@@ -194,6 +198,11 @@ CASYNCIO_API int loop_stream_read_by_caller(loop_t *loop, int fd, int on);
  * the buffer the loop reports LOOP_EV_DRAINED; when the buffer had gone above
  * the high-water mark and a flush brings it to or below the low-water mark it
  * reports LOOP_EV_RESUME first.  A failed flush reports LOOP_EV_ERROR.
+ * Errors: -EBADF if fd is not a stream of this loop, -EPIPE after
+ * loop_stream_shutdown_write, the stored -errno once a write or flush failed
+ * (see loop_stream_write_error), -EFAULT for buf == NULL with len > 0.
+ * len == 0 sends nothing and returns what any write would (buf may be NULL):
+ * the bytes buffered, or one of those errors.
  */
 CASYNCIO_API int64_t loop_write(loop_t *loop, int fd, const void *buf, size_t len);
 /* The same for several buffers at once, with writev(). */
@@ -201,6 +210,13 @@ CASYNCIO_API int64_t loop_writev(loop_t *loop, int fd, const void *const *bufs,
                                  const size_t *lens, int count);
 /* Bytes waiting in the out-buffer, or -errno. */
 CASYNCIO_API int64_t loop_write_buffer_size(loop_t *loop, int fd);
+/* Why writes are over: 0 while they can go on, else the -errno of the write
+ * or flush that failed (what that loop_write returned, or LOOP_EV_ERROR's a
+ * negated).  A failed flush drops the out-buffer, so this is how a binding
+ * that saw LOOP_EV_ERROR (or EOF) learns what a write would have said.
+ * Shutting the write side down is not a failure: 0 then.  -EBADF also when
+ * fd is not a stream of this loop. */
+CASYNCIO_API int loop_stream_write_error(loop_t *loop, int fd);
 /* -EINVAL unless high >= low. */
 CASYNCIO_API int loop_stream_set_write_limits(loop_t *loop, int fd,
                                               size_t high, size_t low);

@@ -234,7 +234,11 @@ void loop__emit(loop_t *loop, int kind, int64_t fd, int64_t a, int64_t b)
         /* Only when max < LOOP_EV_PER_FD: see poll_and_dispatch(). */
         e = &loop->spill[loop->spill_n++];
     } else {
-        return;   /* unreachable by construction */
+        /* poll_and_dispatch() polls only with an empty spill, and takes
+         * one epoll event at a time when room is short; one epoll event
+         * overflows by at most LOOP_EV_PER_FD - 1 < LOOP_SPILL_MAX. */
+        LOOP_UNREACHABLE(loop, "loop__emit: event spill overflow");
+        return;
     }
     e->kind = kind;
     e->fd = fd;

@@ -17,6 +17,7 @@
 
 #include "casyncio.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -179,6 +180,18 @@ struct loop {
     int64_t hint[2];
     struct epoll_event pollbuf[LOOP_POLL_MAX];
 };
+
+/* ---- invariants ---------------------------------------------------------- */
+
+/* A branch that only a bug in the library can reach (never the caller's
+ * input, which gets a -errno): assert() in debug, sanitizer and fuzz builds;
+ * in release builds (NDEBUG) the event it would lose is counted in
+ * loop_stats' events_dropped, so that the library still never aborts. */
+#define LOOP_UNREACHABLE(loop, why)                                         \
+    do {                                                                    \
+        assert(!(why));                                                     \
+        (loop)->stats.events_dropped++;                                     \
+    } while (0)
 
 /* ---- core.c ------------------------------------------------------------ */
 

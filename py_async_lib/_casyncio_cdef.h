@@ -40,6 +40,7 @@ typedef struct loop_stats {
     int64_t bytes_read;
     int64_t bytes_written;
     int64_t poll_ns;
+    int64_t events_dropped;
 } loop_stats_t;
 
 int loop_new(loop_t **out);
@@ -70,6 +71,7 @@ int64_t loop_write(loop_t *loop, int fd, const char *buf, size_t len);
 int64_t loop_writev(loop_t *loop, int fd, const void *const *bufs,
                     const size_t *lens, int count);
 int64_t loop_write_buffer_size(loop_t *loop, int fd);
+int loop_stream_write_error(loop_t *loop, int fd);
 int loop_stream_set_write_limits(loop_t *loop, int fd, size_t high, size_t low);
 int loop_stream_shutdown_write(loop_t *loop, int fd);
 void loop_read_arena(loop_t *loop, char **base, size_t *size);

@@ -420,4 +420,5 @@ class BaseLoop(base_events.BaseEventLoop):
         lib.loop_stats(self._cloop, out)
         return {name: getattr(out, name) for name in (
             "iterations", "io_events", "timers_fired", "callbacks_run",
-            "events_emitted", "bytes_read", "bytes_written", "poll_ns")}
+            "events_emitted", "bytes_read", "bytes_written", "poll_ns",
+            "events_dropped")}

@@ -22,7 +22,7 @@ import stat
 from asyncio import constants
 from asyncio.log import logger
 
-from ._binding import NULL, ffi, lib, os_error
+from ._binding import ffi, lib, os_error
 from .transports import StreamTransport
 
 __all__ = ["ReadPipeTransport", "WritePipeTransport"]
@@ -205,7 +205,7 @@ class WritePipeTransport(_PipeTransport):
         if self._fd >= 0:
             # A flush that failed (EPIPE...) made the stream drop its
             # buffer: report that error, as the write did.
-            err = lib.loop_write(self._cloop, self._fd, NULL, 0)
+            err = lib.loop_stream_write_error(self._cloop, self._fd)
             if err < 0:
                 self._fatal_error(os_error(err),
                                   "Fatal write error on pipe transport")

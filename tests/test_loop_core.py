@@ -783,6 +783,17 @@ def test_stats_counters(loop):
     assert stats["timers_fired"] >= 1
 
 
+def test_stats_names_every_counter(loop):
+    # Every field of loop_stats_t, and nothing else; a broken invariant of
+    # the C library (events_dropped) never happens.
+    from py_async_lib._binding import ffi
+    loop.run_until_complete(asyncio.sleep(0))
+    stats = loop.stats()
+    assert list(stats) == [name for name, _ in
+                           ffi.typeof("loop_stats_t").fields]
+    assert stats["events_dropped"] == 0
+
+
 # ---- iterations that skip the poll -----------------------------------------
 # With callbacks queued and nothing in the C loop that could report (no fd
 # watched, no timer due), an iteration does not call into C.  None of that

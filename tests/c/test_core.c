@@ -349,6 +349,7 @@ TEST(test_stats)
     CHECK_EQ(st.bytes_read, 0);
     CHECK_EQ(st.bytes_written, 0);
     CHECK(st.poll_ns >= 0);
+    CHECK_EQ(st.events_dropped, 0);
     loop_free(loop);
 }
 
