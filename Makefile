@@ -2,6 +2,8 @@
 #
 #   make            the library, then the cffi module
 #   make lib        libcasyncio/libcasyncio.so only
+#   make examples   build/echo_server (examples/echo_server.c, C on the
+#                   library alone)
 #   make ctest      C unit tests against the library
 #   make ctest-asan the same tests, built with ASan + UBSan
 #   make valgrind   the plain test programs under valgrind
@@ -51,9 +53,9 @@ TEST_BINS := $(addprefix build/tests/,$(TESTS))
 ASAN_BINS := $(addprefix build/asan/tests/,$(TESTS))
 TEST_HDRS := tests/c/ctest.h $(LIBDIR)/casyncio.h
 
-.PHONY: all lib ffi asan ctest ctest-asan valgrind check clean FORCE
+.PHONY: all lib ffi asan ctest ctest-asan valgrind check clean examples FORCE
 
-all: lib ffi loadgen
+all: lib ffi loadgen examples
 
 lib: $(LIB)
 
@@ -89,6 +91,19 @@ build/asan/obj/%.o: $(LIBDIR)/%.c $(HDRS)
 
 $(ASAN_LIB): $(ASAN_OBJS)
 	$(CC) $(ASANFLAGS) -shared -Wl,-soname,libcasyncio.so -o $@ $(ASAN_OBJS) -lm
+
+# ---- examples --------------------------------------------------------------
+# C programs on the public header alone, linked like an outside user's
+# program (-lcasyncio), with an rpath to the library in the tree.
+
+EXAMPLES := build/echo_server
+
+examples: $(EXAMPLES)
+
+$(EXAMPLES): build/%: examples/%.c $(LIBDIR)/casyncio.h $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -I$(LIBDIR) $< -o $@ -L$(LIBDIR) -lcasyncio \
+	    -Wl,-rpath,'$$ORIGIN/../$(LIBDIR)'
 
 # ---- C tests ---------------------------------------------------------------
 # Linked with an rpath to the library they test, so no LD_LIBRARY_PATH.
