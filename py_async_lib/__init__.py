@@ -13,14 +13,19 @@ deprecated them):
 """
 import asyncio
 import warnings
+from typing import Any, Coroutine, Optional, TypeVar
 
 from . import _compat
+from .health import HISTOGRAM_BOUNDS, LoopStats
 from .loop import EventLoop
 
+# The one place the version is written: pyproject.toml and the Makefile
+# (the C library's file name and casyncio.pc) read it from here.
 __version__ = "0.1.0"
 
 # asyncio 3.14 keeps set_event_loop_policy() in __all__ but no policy class.
-__all__ = ["EventLoop", "new_event_loop", "run"]
+__all__ = ["EventLoop", "new_event_loop", "run", "LoopStats",
+           "HISTOGRAM_BOUNDS"]
 if _compat.HAS_POLICIES:
     __all__.append("install")
     if not _compat.POLICIES_DEPRECATED:
@@ -33,14 +38,18 @@ _INSTEAD = ("use py_async_lib.run(main()), asyncio.run(main(), loop_factory="
             "IsolatedAsyncioTestCase)")
 
 
-def new_event_loop():
+_T = TypeVar("_T")
+
+
+def new_event_loop() -> EventLoop:
     """A new py_async_lib event loop (a loop_factory for asyncio.run() and
     asyncio.Runner; as a class attribute, IsolatedAsyncioTestCase's
     loop_factory, take the class, EventLoop, which does not bind)."""
     return EventLoop()
 
 
-def run(main, *, debug=None):
+def run(main: Coroutine[Any, Any, _T], *,
+        debug: Optional[bool] = None) -> _T:
     """asyncio.run(main) on a new py_async_lib loop, without touching the
     event loop policy: the same checks, cancellation and shutdown."""
     if _compat.RUN_HAS_LOOP_FACTORY:
@@ -80,7 +89,7 @@ else:
     _Policy = None
 
 
-def install():
+def install() -> None:
     """Makes py_async_lib the event loop of asyncio.run(), new_event_loop()...
     by setting asyncio's event loop policy to EventLoopPolicy().
 
@@ -98,7 +107,7 @@ def install():
     _compat.set_event_loop_policy(_Policy())
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name == "EventLoopPolicy":
         if _Policy is None:
             raise AttributeError(

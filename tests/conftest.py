@@ -6,6 +6,15 @@ import pytest
 import py_async_lib
 
 
+def pytest_addoption(parser, pluginmanager):
+    # pyproject.toml sets pytest-asyncio's fixture loop scope (the plugin
+    # comes with the [integration] extra); where it is not installed, the
+    # option is declared here so that pytest does not call it unknown.
+    if not pluginmanager.has_plugin("asyncio"):
+        parser.addini("asyncio_default_fixture_loop_scope",
+                      "pytest-asyncio's option (pytest-asyncio not installed)")
+
+
 def open_fds():
     return set(os.listdir("/proc/self/fd"))
 

@@ -256,7 +256,8 @@ def test_without_policies_the_entry_points_work():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[:2] == ["EventLoop", "EventLoop"]
-    assert lines[2] == "['EventLoop', 'new_event_loop', 'run']"
+    assert lines[2] == ("['EventLoop', 'HISTOGRAM_BOUNDS', 'LoopStats', "
+                        "'new_event_loop', 'run']")
 
 
 def test_without_policies_install_says_what_to_use():
