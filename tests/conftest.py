@@ -5,6 +5,8 @@ import pytest
 
 import py_async_lib
 
+from fdcheck import leaked_fds, open_fds
+
 
 def pytest_addoption(parser, pluginmanager):
     # pyproject.toml sets pytest-asyncio's fixture loop scope (the plugin
@@ -15,8 +17,6 @@ def pytest_addoption(parser, pluginmanager):
                       "pytest-asyncio's option (pytest-asyncio not installed)")
 
 
-def open_fds():
-    return set(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture
@@ -29,9 +29,8 @@ def loop():
         if lp._default_executor is not None:
             lp.run_until_complete(lp.shutdown_default_executor())
         lp.close()
-    leaked = open_fds() - before
-    # The fd listing itself may show up once; anything else is a leak.
-    assert len(leaked) <= 1, f"fds leaked: {leaked}"
+    leaked = leaked_fds(before)
+    assert not leaked, f"fds leaked: {leaked}"
 
 
 @pytest.fixture(params=["py_async_lib", "asyncio"])

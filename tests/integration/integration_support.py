@@ -18,6 +18,8 @@ import pytest
 
 import py_async_lib
 
+from fdcheck import leaked_fds, open_fds   # noqa: F401 (the tests use them from here)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -45,23 +47,6 @@ def require_binary(name, package):
 
 
 # ---- running a coroutine on our loop, with the checks every test makes ----
-
-def open_fds():
-    """{fd: what it points to} for this process's open fds."""
-    fds = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:    # the listing's own fd is closed by now: it fails here
-            fds[name] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue
-    return fds
-
-
-def leaked_fds(before):
-    """The fds open now that were not open (to the same thing) in `before`."""
-    return sorted(f"{fd} -> {target}" for fd, target in open_fds().items()
-                  if before.get(fd) != target)
-
 
 def assert_our_loop():
     loop = asyncio.get_running_loop()
