@@ -218,7 +218,13 @@ def test_write_eof_reaches_peer(loop):
     async def main():
         got = loop.create_future()
 
+        peers = []
+
         class Peer(Collect):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                peers.append(self)
+
             def eof_received(self):
                 got.set_result(bytes(self.data))
                 return True
@@ -235,6 +241,9 @@ def test_write_eof_reaches_peer(loop):
         assert await got == b"last words"
         tr.close()
         await pr.done
+        # The peer kept its end open after EOF (eof_received() said True).
+        peers[0].transport.close()
+        await peers[0].done
         server.close()
 
     loop.run_until_complete(asyncio.wait_for(main(), 10))
