@@ -1,9 +1,13 @@
 # libcasyncio (the C engine) and the cffi module of py_async_lib.
 #
-#   make            the library, then the cffi module
+#   make            the library, the cffi module (when cffi is installed;
+#                   otherwise `pip install .` builds it) and the load generator
 #   make lib        libcasyncio/libcasyncio.so only
 #   make examples   build/echo_server (examples/echo_server.c, C on the
 #                   library alone)
+#   make install    libcasyncio.so.$(SOVERSION), casyncio.h and casyncio.pc under
+#                   PREFIX (/usr/local), staged under DESTDIR if given;
+#                   make uninstall removes them
 #   make ctest      C unit tests against the library
 #   make ctest-asan the same tests, built with ASan + UBSan
 #   make valgrind   the plain test programs under valgrind
@@ -43,6 +47,13 @@ SRCS    := $(addprefix $(LIBDIR)/,core.c timer.c io.c stream.c process.c)
 HDRS    := $(LIBDIR)/casyncio.h $(LIBDIR)/internal.h
 LIB     := $(LIBDIR)/libcasyncio.so
 
+# The version has one home, py_async_lib/__init__.py (pyproject.toml reads it
+# too).  SOVERSION is the ABI's: it changes when casyncio.h breaks a program
+# built against an older one (see the header's promise), and names the soname.
+VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' py_async_lib/__init__.py)
+SOVERSION := 0
+SONAME    := libcasyncio.so.$(SOVERSION)
+
 OBJS      := $(patsubst $(LIBDIR)/%.c,build/obj/%.o,$(SRCS))
 ASAN_OBJS := $(patsubst $(LIBDIR)/%.c,build/asan/obj/%.o,$(SRCS))
 ASAN_LIB  := build/asan/libcasyncio.so
@@ -53,18 +64,27 @@ TEST_BINS := $(addprefix build/tests/,$(TESTS))
 ASAN_BINS := $(addprefix build/asan/tests/,$(TESTS))
 TEST_HDRS := tests/c/ctest.h $(LIBDIR)/casyncio.h
 
-.PHONY: all lib ffi asan ctest ctest-asan valgrind check clean examples FORCE
+.PHONY: all lib ffi asan ctest ctest-asan valgrind check clean examples \
+        install uninstall soname FORCE
 
 all: lib ffi loadgen examples
 
 lib: $(LIB)
 
+# The extension asks for the library by its soname, so the copy beside it
+# carries that name.  cffi is what `pip install` brings: without it the
+# module is left to `pip install .`, which builds it and puts it here too.
 ffi: lib
 	# A new file renamed over the old one: a process running the old
 	# library keeps its mapping (copying in place would crash it).
-	cp $(LIB) py_async_lib/libcasyncio.so.tmp
-	mv -f py_async_lib/libcasyncio.so.tmp py_async_lib/libcasyncio.so
-	$(PYTHON) build_ffi.py
+	cp $(LIB) py_async_lib/$(SONAME).tmp
+	mv -f py_async_lib/$(SONAME).tmp py_async_lib/$(SONAME)
+	@if $(PYTHON) -c 'import cffi' 2>/dev/null; then \
+	    echo "$(PYTHON) build_ffi.py"; $(PYTHON) build_ffi.py; \
+	else \
+	    echo "make: cffi is not installed for $(PYTHON): the extension module" \
+	         "is built by \`pip install .\` (or by make once cffi is there)"; \
+	fi
 
 asan: $(ASAN_LIB)
 
@@ -81,16 +101,20 @@ build/obj/%.o: $(LIBDIR)/%.c $(HDRS) build/obj/flags
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
 # The soname keeps a module linked against this file independent of the
-# path it was linked from.
-$(LIB): $(OBJS)
-	$(CC) -shared -Wl,-soname,libcasyncio.so -o $@ $(OBJS) $(LDFLAGS) -lm
+# path it was linked from; what links it looks for $(SONAME), which the
+# symlink beside it provides in the build tree.  Relinked when this file
+# changes (the soname is written here).
+$(LIB): $(OBJS) Makefile
+	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $(OBJS) $(LDFLAGS) -lm
+	ln -sf libcasyncio.so $(LIBDIR)/$(SONAME)
 
 build/asan/obj/%.o: $(LIBDIR)/%.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(ASANFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -c $< -o $@
 
 $(ASAN_LIB): $(ASAN_OBJS)
-	$(CC) $(ASANFLAGS) -shared -Wl,-soname,libcasyncio.so -o $@ $(ASAN_OBJS) -lm
+	$(CC) $(ASANFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $(ASAN_OBJS) -lm
+	ln -sf libcasyncio.so build/asan/$(SONAME)
 
 # ---- examples --------------------------------------------------------------
 # C programs on the public header alone, linked like an outside user's
@@ -166,7 +190,38 @@ check: ctest ctest-asan valgrind
 	$(MAKE) --no-print-directory asan-pytest
 
 clean:
-	rm -rf build $(LIB) py_async_lib/libcasyncio.so py_async_lib/_casyncio*.so
+	rm -rf build $(LIB) $(LIBDIR)/$(SONAME) py_async_lib/libcasyncio.so* \
+	    py_async_lib/_casyncio*.so
+
+# What the extension asks for (setup.py ships the library under this name).
+soname:
+	@echo $(SONAME)
+
+# ---- make install: the library for C programs ------------------------------
+# The real file carries the full version; the soname symlink is what programs
+# load, the unversioned one what -lcasyncio finds when they are built.
+
+PREFIX      ?= /usr/local
+libdir      ?= $(PREFIX)/lib
+includedir  ?= $(PREFIX)/include
+pkgconfigdir ?= $(libdir)/pkgconfig
+INSTALL     ?= install
+
+install: lib
+	$(INSTALL) -d $(DESTDIR)$(libdir) $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir)
+	$(INSTALL) -m 755 $(LIB) $(DESTDIR)$(libdir)/libcasyncio.so.$(VERSION)
+	ln -sf libcasyncio.so.$(VERSION) $(DESTDIR)$(libdir)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libcasyncio.so
+	$(INSTALL) -m 644 $(LIBDIR)/casyncio.h $(DESTDIR)$(includedir)/casyncio.h
+	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(libdir)|' \
+	    -e 's|@includedir@|$(includedir)|' -e 's|@version@|$(VERSION)|' \
+	    $(LIBDIR)/casyncio.pc.in > $(DESTDIR)$(pkgconfigdir)/casyncio.pc
+	chmod 644 $(DESTDIR)$(pkgconfigdir)/casyncio.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(libdir)/libcasyncio.so.$(VERSION) \
+	    $(DESTDIR)$(libdir)/$(SONAME) $(DESTDIR)$(libdir)/libcasyncio.so \
+	    $(DESTDIR)$(includedir)/casyncio.h $(DESTDIR)$(pkgconfigdir)/casyncio.pc
 
 # The benchmarks' load generator (make loadgen).
 include benchmarks/loadgen.mk
@@ -181,10 +236,11 @@ include benchmarks/loadgen.mk
 # not instrumented, so the sanitizer runtimes (from the gcc that built the
 # library) are preloaded.  No leak detection: CPython keeps memory alive at
 # exit by design.  The soak tests are left out: ASan's allocator (redzones,
-# quarantine) makes their RSS bounds meaningless.
+# quarantine) makes their RSS bounds meaningless; so are the packaging
+# tests, which build and run installed copies, not the ASan build.
 ASAN_RT  = $(shell $(CC) -print-file-name=libasan.so)
 UBSAN_RT = $(shell $(CC) -print-file-name=libubsan.so)
-ASAN_PYTEST_ARGS ?= tests -m "not soak"
+ASAN_PYTEST_ARGS ?= tests -m "not soak and not packaging"
 ASAN_PYTEST_ENV = \
 	LD_LIBRARY_PATH=$(CURDIR)/build/asan$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} \
 	LD_PRELOAD="$(ASAN_RT) $(UBSAN_RT)" \

@@ -173,7 +173,10 @@ struct loop {
     loop_event_t spill[LOOP_SPILL_MAX];
     int spill_n;
 
-    loop_stats_t stats;
+    loop_stats_t stats;    /* fds and timers are filled by loop_stats() */
+    /* health: when the current batch and iteration began (CLOCK_MONOTONIC
+     * ns); batch_start 0: no batch to close (before the first poll, paused) */
+    int64_t batch_start, iter_start;
     /* fds registered in epoll, the wakeup fd aside */
     int nwatched;
     /* loop_poll_hint(): kept current by loop__sync_hint() */

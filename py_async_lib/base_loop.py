@@ -11,35 +11,40 @@ then timers, each run after the callbacks that were already ready).
 """
 import collections
 import contextvars
+import itertools
 import os
-import selectors
 import threading
 import time
 import weakref
 
-from asyncio import base_events
-from asyncio.log import logger
-
+from . import _compat
 from ._binding import NULL, check, ffi, lib, os_error
 from ._binding import (EV_CHILD, EV_DATA, EV_DRAINED, EV_EOF, EV_ERROR,
                        EV_IO, EV_READABLE, EV_RESUME, EV_TIMER, EVENT_INTS,
                        HINT_INTS, READABLE, WRITABLE)
+from ._compat import logger
 from .handles import Handle, TimerHandle, report_callback_exception
+from .health import LoopStats, SlowIterationHook, log_slow_iteration
 
 __all__ = ["BaseLoop"]
 
 # Events one crossing can carry; more simply wait for the next iteration.
 _EVENTS_MAX = 1024
 
-_fileobj_to_fd = selectors._fileobj_to_fd
+_fileobj_to_fd = _compat.fileobj_to_fd
 _loop_run_once = lib.pyal_run_once   # one lookup, not one per iteration
 _loop_call_at = lib.loop_call_at
 _monotonic_ns = time.monotonic_ns    # the C loop's clock (CLOCK_MONOTONIC)
+_islice = itertools.islice
 _copy_context = contextvars.copy_context
 _new_handle = object.__new__
 
+# loop_stats_t fields that stats() copies (LoopStats less what Python keeps).
+_STATS_FIELDS = tuple(name for name in LoopStats.__annotations__
+                      if name != "slow_iterations")
 
-class BaseLoop(base_events.BaseEventLoop):
+
+class BaseLoop(_compat.BaseEventLoop):
     """The engine half of the loop: scheduling, timers, fd watchers and the
     dispatch of the C loop's events."""
 
@@ -56,13 +61,17 @@ class BaseLoop(base_events.BaseEventLoop):
         self._wakeup_lock = threading.Lock()
         self._wakeup_pending = False
         self._pid = os.getpid()
+        # report_slow_iterations(): None (off), or (threshold ns, hook).
+        self._slow_report = None
+        self._slow_count = 0
         super().__init__()
+        self._choose_ready_runner()
         self._ready = collections.deque()
         self._timers = {}       # C timer id -> TimerHandle
         self._readers = {}      # fd -> Handle
         self._writers = {}      # fd -> Handle
         self._streams = {}      # fd -> transport whose I/O the C loop does
-        self._children = {}     # pid -> callback(pid, returncode)
+        self._children = {}     # pid -> (callback(pid, returncode), context)
         # A weak map fd -> transport, as selector_events keeps it, so that
         # add_reader() refuses fds that belong to a transport.  Stream
         # transports are found in _streams instead: a weak reference per
@@ -233,6 +242,17 @@ class BaseLoop(base_events.BaseEventLoop):
 
     # ---- one iteration -------------------------------------------------
 
+    def run_forever(self):
+        # The lag counts from here (the first iterations may not poll), and
+        # the time until the loop runs again is not lag.
+        if self._cloop is not None:
+            lib.loop_stats_resume(self._cloop)
+        try:
+            super().run_forever()
+        finally:
+            if self._cloop is not None:
+                lib.loop_stats_pause(self._cloop)
+
     def _run_once(self):
         ready = self._ready
         hint = self._poll_hint
@@ -252,8 +272,8 @@ class BaseLoop(base_events.BaseEventLoop):
                 # Handles that read handles run by _dispatch scheduled:
                 # they wait for the next iteration.
                 later = self._dispatch(n)
-        if self._debug:
-            self._run_ready_debug(len(ready))
+        if self._ready_runner is not None:   # debug mode, slow-iteration reports
+            self._ready_runner(self, len(ready))
             return
         popleft = ready.popleft
         while True:
@@ -272,9 +292,49 @@ class BaseLoop(base_events.BaseEventLoop):
             # The next iteration would skip the poll too (see above): run
             # its callbacks here, without returning to run_forever(), which
             # would only check _stopping and call us again.
-            if (self._stopping or not ready or self._debug or hint[0] or
-                    hint[1] <= _monotonic_ns()):
+            if (self._stopping or not ready or self._ready_runner is not None
+                    or hint[0] or hint[1] <= _monotonic_ns()):
                 return
+
+    def set_debug(self, enabled):
+        super().set_debug(enabled)
+        self._choose_ready_runner()
+
+    def _choose_ready_runner(self):
+        # What runs the ready callbacks when the plain loop of _run_once()
+        # does not: one attribute, so that the plain case pays one check.
+        # A function, not a bound method: that would be a cycle.
+        if self._debug:
+            self._ready_runner = BaseLoop._run_ready_debug
+        elif self._slow_report is not None:
+            self._ready_runner = BaseLoop._run_ready_timed
+        else:
+            self._ready_runner = None
+
+    def _run_ready_timed(self, ntodo):
+        ready = self._ready
+        ran = list(_islice(ready, ntodo))
+        t0 = _monotonic_ns()
+        for _ in range(ntodo):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+        handle = None
+        elapsed = _monotonic_ns() - t0
+        threshold, hook = self._slow_report
+        if elapsed < threshold:
+            return
+        self._slow_count += 1
+        try:
+            hook(elapsed / 1e9, [h for h in ran if not h._cancelled])
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.call_exception_handler({
+                "message": "Exception in the slow-iteration hook",
+                "exception": exc,
+                "loop": self,
+            })
 
     def _run_ready_debug(self, ntodo):
         ready = self._ready
@@ -289,7 +349,7 @@ class BaseLoop(base_events.BaseEventLoop):
                 dt = self.time() - t0
                 if dt >= self.slow_callback_duration:
                     logger.warning("Executing %s took %.3f seconds",
-                                   base_events._format_handle(handle), dt)
+                                   _compat.format_handle(handle), dt)
             finally:
                 self._current_handle = None
 
@@ -307,7 +367,7 @@ class BaseLoop(base_events.BaseEventLoop):
           LOOP_EV_READABLE  transport._readable(nbytes): the transport reads
                             for itself
           EOF, ERROR, DRAINED, RESUME
-                            transport._stream_event(kind, a)
+                            transport._stream_event(kind, a, b)
         _data_read() and _readable() return True when the transport's read
         handle (transport._read_handle) is to run: it delivers the bytes.  A
         transport registers and unregisters its stream with _stream_opened()
@@ -315,14 +375,15 @@ class BaseLoop(base_events.BaseEventLoop):
 
         asyncio would queue every read handle behind the callbacks already
         ready and run it this iteration.  While nothing else is queued yet,
-        running it right here is the same order and saves the trip through
-        the queue; what such a handle schedules belongs to the next
-        iteration, so it is set aside and queued after this iteration's
-        handles.  Returns how many handles were set aside so (at the end of
+        running the handle of bytes the C loop read (LOOP_EV_DATA) right
+        here is the same order and saves the trip through the queue; what
+        such a handle schedules belongs to the next iteration, so it is set
+        aside and queued after this iteration's handles.  Returns how many handles were set aside so (at the end of
         _ready, not to run in this iteration).
         """
         ints = self._event_ints[:n * EVENT_INTS].tolist()
-        return self._route(ints, 0, not self._ready and not self._debug)
+        return self._route(ints, 0,
+                           not self._ready and self._ready_runner is None)
 
     def _route(self, ints, start, inline):
         ready = self._ready
@@ -330,17 +391,14 @@ class BaseLoop(base_events.BaseEventLoop):
         later = []   # scheduled by read handles run inline: next iteration
         for i in range(start, len(ints), EVENT_INTS):
             kind = ints[i]
-            if kind == EV_DATA or kind == EV_READABLE:
+            if kind == EV_DATA:
                 stream = streams.get(ints[i + 1])
                 if stream is None:
                     continue
-                if kind == EV_DATA:
-                    off = ints[i + 3]
-                    size = ints[i + 2]
-                    data = self._arena[off:off + size].tobytes()
-                    if not stream._data_read(data, size):
-                        continue
-                elif not stream._readable(ints[i + 2]):
+                off = ints[i + 3]
+                size = ints[i + 2]
+                data = self._arena[off:off + size].tobytes()
+                if not stream._data_read(data, size):
                     continue
                 handle = stream._read_handle
                 if not inline:
@@ -362,7 +420,14 @@ class BaseLoop(base_events.BaseEventLoop):
                     ready.clear()
                 continue
             inline = False   # a handle of this iteration gets queued
-            if kind == EV_TIMER:
+            if kind == EV_READABLE:
+                # Always queued: the transport's own read must come after
+                # the stream's other events of this poll (a flush that
+                # failed took the socket's error, which the read reports).
+                stream = streams.get(ints[i + 1])
+                if stream is not None and stream._readable(ints[i + 2]):
+                    ready.append(stream._read_handle)
+            elif kind == EV_TIMER:
                 handle = self._timers.pop(ints[i + 2], None)
                 if handle is not None:
                     handle._scheduled = False
@@ -388,13 +453,14 @@ class BaseLoop(base_events.BaseEventLoop):
                   or kind == EV_ERROR):
                 stream = streams.get(ints[i + 1])
                 if stream is not None:
-                    stream._stream_event(kind, ints[i + 2])
+                    stream._stream_event(kind, ints[i + 2], ints[i + 3])
             elif kind == EV_CHILD:
-                callback = self._children.pop(ints[i + 1], None)
-                if callback is not None:
+                child = self._children.pop(ints[i + 1], None)
+                if child is not None:
                     # None: reaped by someone else, the status is lost.
                     returncode = None if ints[i + 3] else ints[i + 2]
-                    self._call_soon(callback, (ints[i + 1], returncode), None)
+                    self._call_soon(child[0], (ints[i + 1], returncode),
+                                    child[1])
             # No other kind exists (casyncio.h): nothing else is routed.
         if later:
             ready.extend(later)
@@ -423,10 +489,10 @@ class BaseLoop(base_events.BaseEventLoop):
             raise RuntimeError(
                 f"File descriptor {fd!r} is used by transport {transport!r}")
 
-    def _add_watcher(self, watchers, add, fd, callback, args):
+    def _add_watcher(self, watchers, add, fd, callback, args, context=None):
         self._check_closed()
         fd = _fileobj_to_fd(fd)
-        handle = Handle(callback, args, self, None)
+        handle = Handle(callback, args, self, context)
         rc = add(self._cloop, fd, NULL, NULL)
         if rc < 0:
             raise os_error(rc)
@@ -449,13 +515,14 @@ class BaseLoop(base_events.BaseEventLoop):
         handle.cancel()
         return True
 
-    def _add_reader(self, fd, callback, *args):
+    # context: 3.15's selector loop takes one (its transports pass theirs).
+    def _add_reader(self, fd, callback, *args, context=None):
         return self._add_watcher(self._readers, lib.loop_add_reader,
-                                 fd, callback, args)
+                                 fd, callback, args, context)
 
-    def _add_writer(self, fd, callback, *args):
+    def _add_writer(self, fd, callback, *args, context=None):
         return self._add_watcher(self._writers, lib.loop_add_writer,
-                                 fd, callback, args)
+                                 fd, callback, args, context)
 
     def _remove_reader(self, fd):
         return self._remove_watcher(self._readers, lib.loop_remove_reader, fd)
@@ -481,12 +548,33 @@ class BaseLoop(base_events.BaseEventLoop):
 
     # ---- introspection -------------------------------------------------
 
-    def stats(self):
-        """A snapshot of the C loop's counters (a dict); cheap to call."""
+    def stats(self) -> LoopStats:
+        """A snapshot of the loop's counters, cheap enough to sample while a
+        server runs (one call into C).  py_async_lib.health.LoopStats says
+        what each field is."""
         self._check_closed()
         out = ffi.new("loop_stats_t *")
         lib.loop_stats(self._cloop, out)
-        return {name: getattr(out, name) for name in (
-            "iterations", "io_events", "timers_fired", "callbacks_run",
-            "events_emitted", "bytes_read", "bytes_written", "poll_ns",
-            "events_dropped")}
+        stats = {name: getattr(out, name) for name in _STATS_FIELDS}
+        stats["iter_hist"] = list(stats["iter_hist"])
+        stats["batch_hist"] = list(stats["batch_hist"])
+        stats["slow_iterations"] = self._slow_count
+        return stats
+
+    def report_slow_iterations(self, threshold: "float | None",
+                               hook: "SlowIterationHook | None" = None) -> None:
+        """Reports every iteration whose callbacks take `threshold` seconds
+        or more, without debug mode: hook(seconds, handles) is called after
+        it with the handles it ran (by default, one warning on asyncio's
+        logger names them).  None turns it off (the default).  While on, an
+        iteration costs two clock reads and a copy of its ready queue; while
+        off, nothing.  In debug mode, asyncio's per-callback report
+        (slow_callback_duration) runs instead."""
+        if threshold is None:
+            self._slow_report = None
+        elif not threshold >= 0:
+            raise ValueError(f"threshold must be >= 0 or None, not {threshold!r}")
+        else:
+            self._slow_report = (int(threshold * 1e9),
+                                 log_slow_iteration if hook is None else hook)
+        self._choose_ready_runner()

@@ -5,12 +5,12 @@ import contextvars
 import inspect
 import sys
 
-from asyncio import events, format_helpers
+from . import _compat
 
 __all__ = ["Handle", "TimerHandle", "report_callback_exception"]
 
 _copy_context = contextvars.copy_context
-_extract_stack = format_helpers.extract_stack
+_extract_stack = _compat.extract_stack
 
 # The constructors below set every slot of asyncio's handles themselves: a
 # Python version that adds one would leave it unset, so that is an import
@@ -18,17 +18,17 @@ _extract_stack = format_helpers.extract_stack
 _HANDLE_SLOTS = {"_callback", "_args", "_cancelled", "_loop",
                  "_source_traceback", "_repr", "_context"}
 _TIMER_SLOTS = {"_scheduled", "_when"}
-if (set(events.Handle.__slots__) - {"__weakref__"} != _HANDLE_SLOTS or
-        set(events.TimerHandle.__slots__) != _TIMER_SLOTS):
+if (set(_compat.Handle.__slots__) - {"__weakref__"} != _HANDLE_SLOTS or
+        set(_compat.TimerHandle.__slots__) != _TIMER_SLOTS):
     raise ImportError("asyncio's Handle/TimerHandle slots are not the ones "
                       "py_async_lib.handles sets")
 
 # Python 3.13 made Handle._run pass debug= to _format_callback_source.
 _FORMAT_TAKES_DEBUG = "debug" in inspect.signature(
-    format_helpers._format_callback_source).parameters
+    _compat.format_callback_source).parameters
 
 
-class Handle(events.Handle):
+class Handle(_compat.Handle):
     """asyncio.Handle whose constructor reads loop._debug directly instead of
     calling loop.get_debug(): every call_soon() makes one."""
 
@@ -49,7 +49,7 @@ class Handle(events.Handle):
             self._source_traceback = None
 
 
-class TimerHandle(events.TimerHandle):
+class TimerHandle(_compat.TimerHandle):
     """asyncio.TimerHandle that knows its id in the C timer heap."""
 
     __slots__ = ("_tid",)
@@ -81,11 +81,10 @@ def report_callback_exception(handle, exc):
     calls this only on the rare error path.  The message is the one
     Handle._run builds on this Python version."""
     if _FORMAT_TAKES_DEBUG:
-        cb = format_helpers._format_callback_source(
+        cb = _compat.format_callback_source(
             handle._callback, handle._args, debug=handle._loop.get_debug())
     else:
-        cb = format_helpers._format_callback_source(handle._callback,
-                                                    handle._args)
+        cb = _compat.format_callback_source(handle._callback, handle._args)
     context = {
         "message": f"Exception in callback {cb}",
         "exception": exc,

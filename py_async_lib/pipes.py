@@ -19,10 +19,9 @@ import errno
 import os
 import stat
 
-from asyncio.log import logger
-
 from ._binding import EV_DRAINED, EV_EOF, EV_ERROR, EV_RESUME
 from ._binding import lib, os_error
+from ._compat import logger
 from .transports import StreamTransport
 
 __all__ = ["ReadPipeTransport", "WritePipeTransport"]
@@ -91,7 +90,7 @@ class _PipeTransport(StreamTransport):
         self._lost = True
         self._closing = True
         self._release_stream()
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._call_soon(self._call_connection_lost, exc)
 
 
 
@@ -120,8 +119,8 @@ class ReadPipeTransport(_PipeTransport):
         self._release_stream()
         # The return value of eof_received() does not matter: a pipe that
         # gave EOF is done.
-        self._loop.call_soon(self._protocol.eof_received)
-        self._loop.call_soon(self._call_connection_lost, None)
+        self._call_soon(self._protocol.eof_received)
+        self._call_soon(self._call_connection_lost, None)
 
     def close(self):
         if not self._closing:

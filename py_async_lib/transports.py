@@ -6,21 +6,33 @@ loop reads into its arena and hands the bytes over in the event array, and
 write() gives bytes to loop_write(), which sends at once and buffers only what
 the kernel did not take.  The transport mirrors asyncio's selector transport
 in behaviour: same callbacks in the same order, same flow control, same
-errors.
+errors, and the same contextvars contexts: asyncio runs a transport's
+callbacks from its reader and writer handles, so the reads (data_received,
+get_buffer/buffer_updated, eof_received, and connection_lost after a read
+error or EOF) run in the context the transport was made in, or the one that
+last called resume_reading(); resume_writing(), and the connection_lost()
+that ends a close() once the buffer is flushed, run in the context of the
+write() that found the buffer empty.  From 3.15 on, asyncio gives a socket
+transport a context of its own (create_connection()'s, or a copy of its
+server's for each connection) and runs every callback in that one context:
+a transport made with one (`context`) does the same.
 """
-import inspect
+import contextvars
 import os
 import types
 import warnings
 
-from asyncio import base_events, constants, events, futures, protocols
-from asyncio import transports, trsock
-from asyncio.log import logger
+from asyncio import protocols, transports
 
-from ._binding import EV_DRAINED, EV_EOF, EV_ERROR, EV_RESUME
+from . import _compat
+from ._binding import EV_DRAINED, EV_EOF, EV_ERROR, EV_RESUME, WRITABLE
 from ._binding import ffi, lib, os_error
+from ._compat import logger, server_attach as _server_attach
+from ._compat import server_detach as _server_detach
 
 __all__ = ["SocketTransport"]
+
+_copy_context = contextvars.copy_context
 
 # What write() and sendto() take, as asyncio checks it.
 BYTES_LIKE = (bytes, bytearray, memoryview)
@@ -49,26 +61,6 @@ _loop_write = lib.loop_write   # one lookup, not one per write
 DEFAULT_HIGH_WATER = 64 * 1024
 DEFAULT_LOW_WATER = DEFAULT_HIGH_WATER // 4
 
-# Python 3.13's Server tracks its transports: _attach(transport) and
-# _detach(transport); before, both took no argument.
-_SERVER_TRACKS_TRANSPORTS = len(
-    inspect.signature(base_events.Server._attach).parameters) > 1
-
-
-def _server_attach(server, transport):
-    if _SERVER_TRACKS_TRANSPORTS:
-        server._attach(transport)
-    else:
-        server._attach()
-
-
-def _server_detach(server, transport):
-    if _SERVER_TRACKS_TRANSPORTS:
-        server._detach(transport)
-    else:
-        server._detach()
-
-
 # The _extra of socket transports that have no extras but their own.
 _NO_EXTRA = types.MappingProxyType({})
 
@@ -88,9 +80,9 @@ def _share_host(addr):
         elif host is not _last_host:
             return (_last_host,) + addr[1:]
     return addr
+_WRITELINES_READDS_WRITER = _compat.WRITELINES_READDS_WRITER
 
-
-class TransportBase(transports._FlowControlMixin):
+class TransportBase(_compat.FlowControlMixin):
     """What all our transports share: flow control (asyncio's mixin), the
     socket keys of get_extra_info(), and how a fatal error is reported.
 
@@ -102,7 +94,7 @@ class TransportBase(transports._FlowControlMixin):
 
     __slots__ = ("__weakref__", "_sock", "_sock_fd", "_server", "_protocol",
                  "_protocol_connected", "_conn_lost", "_closing", "_paused",
-                 "_peername")
+                 "_peername", "_context")
 
     # True for socket transports: _set_socket_extra() took the peer's
     # address out of _extra, and get_extra_info() makes "socket" and
@@ -114,7 +106,15 @@ class TransportBase(transports._FlowControlMixin):
         # __init__ failed.
         self._sock = None
         self._server = None
+        # The context every callback of the transport runs in, where
+        # asyncio gives its transport one (socket transports from 3.15 on);
+        # None: each runs in the context asyncio's selector loop would
+        # schedule it from.
+        self._context = None
         super().__init__(extra, loop)
+
+    def _call_soon(self, callback, *args):
+        self._loop.call_soon(callback, *args, context=self._context)
 
     def _set_socket_extra(self, sock):
         # asyncio's socket transports keep "peername", "socket" (a
@@ -146,7 +146,7 @@ class TransportBase(transports._FlowControlMixin):
             extra = self._extra = {}
         sock = self._sock
         if "socket" not in extra:
-            extra["socket"] = trsock.TransportSocket(sock)
+            extra["socket"] = _compat.TransportSocket(sock)
         if "sockname" not in extra:
             try:
                 extra["sockname"] = sock.getsockname()
@@ -253,19 +253,28 @@ class StreamTransport(TransportBase, transports.Transport):
     """What socket and pipe transports share: the C stream and its events."""
 
     __slots__ = ("_cloop", "_fd", "_by_caller", "_read_avail", "_pending",
-                 "_eof", "_empty_waiter", "_read_handle",
-                 "_buffered")
+                 "_eof", "_empty_waiter", "_read_handle", "_buffered",
+                 "_write_context", "_flush_error")
 
     _stream_flags = 0
     _is_socket = False   # _stream_flags has LOOP_STREAM_SOCKET
 
-    def __init__(self, loop, sock, protocol, extra=None, server=None):
+    def __init__(self, loop, sock, protocol, extra=None, server=None,
+                 context=None):
         # Before the mixin's __init__, which sets the write limits.
         self._cloop = None
         self._fd = -1
         self._by_caller = False   # see _read_by_caller
         self._read_avail = 0      # bytes the kernel holds, as the loop saw
+        # The context asyncio's writer handle would have: that of the
+        # write() that found the out-buffer empty.  None while the buffer
+        # is empty.
+        self._write_context = None
+        # The errno of a flush that failed while a read left to us was
+        # queued (see _stream_event); 0 if none.
+        self._flush_error = 0
         super().__init__(extra, loop)
+        self._context = context
         self._sock_fd = sock.fileno()
         self._protocol_connected = False
         self._pending = None        # bytes read by C, not yet delivered
@@ -279,18 +288,17 @@ class StreamTransport(TransportBase, transports.Transport):
         # Only now: if the C loop refused the fd, __del__ must leave the
         # caller's socket alone.
         self._sock = sock
-        self._read_handle = events.Handle(self._read_ready, (), loop, None)
+        self._read_handle = _compat.Handle(self._read_ready, (), loop, context)
         self.set_protocol(protocol)
         if server is not None:
             _server_attach(server, self)
 
     def _start(self, waiter):
-        loop = self._loop
-        loop.call_soon(self._protocol.connection_made, self)
+        self._call_soon(self._protocol.connection_made, self)
         # Reading starts once connection_made() has run.
-        loop.call_soon(self._start_reading)
+        self._call_soon(self._start_reading)
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            self._call_soon(_compat.set_result_unless_cancelled, waiter, None)
 
     def _repr_state(self):
         if self._cloop is None or self._fd < 0:
@@ -333,6 +341,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 lib.loop_stream_close(self._cloop, fd)
                 self._loop._stream_closed(fd)
         self._pending = None
+        self._write_context = None
 
     def _loop_closed(self):
         # The loop freed its C side: nothing may call into it any more.
@@ -360,17 +369,36 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._fd >= 0:
             lib.loop_stream_read_stop(self._cloop, self._fd)
 
-    def _stream_event(self, kind, arg):
-        # An emptied out-buffer matters only to a closing transport, a
-        # waiting sendfile or a paused protocol: skip the callback otherwise
-        # (a busy writer sees one DRAINED per partial send).  close() called
-        # later in this iteration finds the buffer empty and finishes by
-        # itself.
-        if kind == EV_DRAINED and not (self._closing or
-                                         self._protocol_paused or
-                                         self._empty_waiter is not None):
-            return
-        self._loop._call_soon(self._on_stream_event, (kind, arg), None)
+    def _stream_event(self, kind, arg, side):
+        # Each event is handled in the context asyncio's reader or writer
+        # handle would run it in: EOF and read errors (side is
+        # LOOP_READABLE) in the read handle's, the rest in the writer's.
+        if kind == EV_DRAINED:
+            context = self._write_context
+            # asyncio drops its writer when the buffer empties: the next
+            # write that buffers brings its own context.
+            self._write_context = None
+            # An emptied out-buffer matters only to a closing transport, a
+            # waiting sendfile or a paused protocol: skip the callback
+            # otherwise (a busy writer sees one DRAINED per partial send).
+            # close() called later in this iteration finds the buffer empty
+            # and finishes by itself.
+            if not (self._closing or self._protocol_paused or
+                    self._empty_waiter is not None):
+                return
+        elif kind == EV_RESUME:
+            context = self._write_context
+        elif kind == EV_ERROR and side == WRITABLE:
+            context = self._write_context
+            self._write_context = None   # the buffer is dropped
+            if self._pending is READ_NOW:
+                # The loop flushed before the read it left to us, and the
+                # send took the socket's error (a reset): asyncio reads
+                # first, and its read fails with that error.
+                self._flush_error = arg
+        else:
+            context = self._read_handle._context
+        self._loop._call_soon(self._on_stream_event, (kind, arg), context)
 
     def _on_stream_event(self, kind, arg):
         if kind == EV_DRAINED:
@@ -394,10 +422,15 @@ class StreamTransport(TransportBase, transports.Transport):
             self._read_by_caller(self._buffered)
 
     def resume_reading(self):
-        if self._paused and not self._closing and self._pending is not None:
-            # Bytes read before the pause are delivered first.
-            self._loop._call_soon(self._read_ready, (),
-                                  self._read_handle._context)
+        if self._paused and not self._closing:
+            # asyncio adds its reader again, made in this context (unless
+            # the transport has its own): reads run in it from now on.
+            self._read_handle = _compat.Handle(self._read_ready, (),
+                                              self._loop, self._context)
+            if self._pending is not None:
+                # Bytes read before the pause are delivered first.
+                self._loop._call_soon(self._read_ready, (),
+                                      self._read_handle._context)
         super().resume_reading()
 
     # What the loop reports (see BaseLoop._dispatch): True when the read
@@ -485,16 +518,21 @@ class StreamTransport(TransportBase, transports.Transport):
                 got = self._sock.recv_into(into) if self._is_socket else \
                     os.readv(self._sock_fd, [into])
         except (BlockingIOError, InterruptedError):
-            return None
+            got = None
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
             return None
-        if not got:
+        if got:
+            return got
+        if self._flush_error:
+            err, self._flush_error = self._flush_error, 0
+            self._fatal_error(os_error(-err),
+                              "Fatal read error on socket transport")
+        elif got is not None:
             self._read_eof()
-            return None
-        return got
+        return None
 
     # A BufferedProtocol's two calls; an exception from either is fatal.
 
@@ -596,10 +634,18 @@ class StreamTransport(TransportBase, transports.Transport):
             self._drop_write()
             return
         size = _loop_write(self._cloop, self._fd, data, len(data))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if size > 0:
+            if self._write_context is None:
+                self._write_context = self._new_write_context()
+            if size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
         elif size < 0:
             self._write_fatal(os_error(size))
+
+    def _new_write_context(self):
+        """The context of the writer handle asyncio adds now: the
+        transport's own, or a copy of the writer's."""
+        return _copy_context() if self._context is None else self._context
 
     def writelines(self, list_of_data):
         # asyncio's is write(b"".join(list_of_data)): the same checks here,
@@ -607,6 +653,8 @@ class StreamTransport(TransportBase, transports.Transport):
         chunks = list(list_of_data)
         if len(chunks) < 2 or self._writes_dropped():
             self.write(b"".join(chunks))
+            if _WRITELINES_READDS_WRITER and self._write_context is not None:
+                self._write_context = self._new_write_context()
             return
         for i, d in enumerate(chunks):
             if type(d) is not bytes:
@@ -624,8 +672,11 @@ class StreamTransport(TransportBase, transports.Transport):
         bufs = ffi.new("void *[]", views)
         lens = ffi.new("size_t[]", [len(v) for v in views])
         size = lib.loop_writev(self._cloop, self._fd, bufs, lens, len(chunks))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if size > 0:
+            if self._write_context is None or _WRITELINES_READDS_WRITER:
+                self._write_context = self._new_write_context()
+            if size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
         elif size < 0:
             self._write_fatal(os_error(size))
 
@@ -660,7 +711,7 @@ class StreamTransport(TransportBase, transports.Transport):
     def _drop_write(self):
         # A write after the end: counted, and warned about past a few, as
         # asyncio does.
-        if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+        if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
             logger.warning(self._dropped_write_warning)
         self._conn_lost += 1
 
@@ -726,7 +777,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 not self._protocol_paused and
                 not self.get_write_buffer_size()):
             self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._call_soon(self._call_connection_lost, None)
 
     def _force_close(self, exc):
         if self._conn_lost:
@@ -739,7 +790,7 @@ class StreamTransport(TransportBase, transports.Transport):
         self._release_stream()
         self._closing = True
         self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._call_soon(self._call_connection_lost, exc)
 
     def _release(self):
         self._release_stream()
@@ -753,12 +804,12 @@ class SocketTransport(StreamTransport):
     _stream_flags = lib.LOOP_STREAM_SOCKET
     _is_socket = True
     _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _sendfile_compatible = _compat.SENDFILE_TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None,
-                 server=None):
-        super().__init__(loop, sock, protocol, extra, server)
+                 server=None, context=None):
+        super().__init__(loop, sock, protocol, extra, server, context)
         self._set_socket_extra(sock)
         # Small writes leave at once instead of waiting for an ACK.
-        base_events._set_nodelay(sock)
+        _compat.set_nodelay(sock)
         self._start(waiter)
