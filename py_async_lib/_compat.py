@@ -231,7 +231,7 @@ _SELECTOR_METHODS = (
     "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
     "sock_connect", "_sock_connect", "_sock_connect_cb", "_sock_write_done",
     "sock_accept", "_sock_accept",
-    "_start_serving", "_accept_connection", "_accept_connection2",
+    "_accept_connection", "_accept_connection2",
 )
 _UNIX_METHODS = (
     "create_unix_connection", "create_unix_server",
@@ -246,6 +246,12 @@ for _owner, _names in (
         BORROWED_METHODS[_name] = _take(
             _owner, _name, f"{_owner.__name__}.{_name}, borrowed")
 
+# The accept loop's start, which sockets.py wraps (it caps the accept batch)
+# rather than takes as it is.
+SELECTOR_START_SERVING = _take(
+    selector_events.BaseSelectorEventLoop, "_start_serving",
+    "the accept loop, wrapped")
+
 # ---- hooks -----------------------------------------------------------------
 # Methods our loop defines because asyncio's base loop (or a borrowed
 # method) calls them.  Were one renamed, ours would silently never run.
@@ -258,7 +264,7 @@ HOOKS = {
         "_timer_handle_cancelled", "_call_soon", "_sendfile_native"),
     selector_events.BaseSelectorEventLoop: (
         "_add_reader", "_remove_reader", "_add_writer", "_remove_writer",
-        "_ensure_fd_no_transport", "_stop_serving"),
+        "_ensure_fd_no_transport", "_stop_serving", "_start_serving"),
 }
 for _owner, _names in HOOKS.items():
     for _name in _names:

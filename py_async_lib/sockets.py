@@ -15,7 +15,7 @@ from .transports import SocketTransport
 
 __all__ = ["SocketMethods"]
 
-_selector_start_serving = _compat.BORROWED_METHODS["_start_serving"]
+_selector_start_serving = _compat.SELECTOR_START_SERVING
 
 # asyncio accepts up to `backlog` connections each time the listening socket
 # is readable.  Until its transport is set up, two iterations later, every
@@ -158,9 +158,7 @@ class SocketMethods:
 
 
 # asyncio's own sock_*(), serving and Unix socket methods (the list and why
-# they work on our loop: _compat.BORROWED_METHODS), but for those that
-# SocketMethods wraps (_start_serving).
+# they work on our loop: _compat.BORROWED_METHODS).
 for _name, _func in _compat.BORROWED_METHODS.items():
-    if _name not in SocketMethods.__dict__:
-        setattr(SocketMethods, _name, _func)
+    setattr(SocketMethods, _name, _func)
 del _name, _func
