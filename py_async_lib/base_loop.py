@@ -38,6 +38,10 @@ _monotonic_ns = time.monotonic_ns    # the C loop's clock (CLOCK_MONOTONIC)
 _islice = itertools.islice
 _copy_context = contextvars.copy_context
 _new_handle = object.__new__
+# The one kind of handle the inline run below must not run inline: its
+# _run() takes the lock its cancel() takes (3.14+; a class no handle has
+# before).
+_LockedHandle = _compat.ThreadSafeHandle or type("_NoLockedHandle", (), {})
 
 # loop_stats_t fields that stats() copies (LoopStats less what Python keeps).
 _STATS_FIELDS = tuple(name for name in LoopStats.__annotations__
@@ -280,6 +284,9 @@ class BaseLoop(_compat.BaseEventLoop):
             for _ in range(len(ready) - later):
                 handle = popleft()
                 if handle._cancelled:
+                    continue
+                if handle.__class__ is _LockedHandle:
+                    handle._run()
                     continue
                 try:
                     handle._context.run(handle._callback, *handle._args)
