@@ -10,6 +10,7 @@ or, without touching the global policy:
 """
 import asyncio
 
+from ._compat import UnixDefaultEventLoopPolicy
 from .loop import EventLoop
 
 __all__ = ["EventLoop", "EventLoopPolicy", "new_event_loop", "install", "run"]
@@ -21,7 +22,7 @@ def new_event_loop():
     return EventLoop()
 
 
-class EventLoopPolicy(asyncio.unix_events.DefaultEventLoopPolicy):
+class EventLoopPolicy(UnixDefaultEventLoopPolicy):
     """asyncio's Unix policy, whose loops are py_async_lib's.
 
     Our loops see their children exit through pidfds and need no child
