@@ -170,7 +170,12 @@ def substitute_default_loop():
 def run_module(name):
     """Worker: runs one module on our loop, prints MARK + its counts."""
     import faulthandler
+    import signal
     faulthandler.dump_traceback_later(MODULE_TIMEOUT - 30, exit=True)
+    # A shell starts background jobs with SIGINT ignored, and Python keeps
+    # that; the tests of asyncio.run()'s Ctrl-C handling need Python's own
+    # handler (asyncio.Runner only replaces that one).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     substitute_default_loop()
     loops = _count_loops()
 
