@@ -11,12 +11,14 @@ UnixDefaultEventLoopPolicy = unix_events._UnixDefaultEventLoopPolicy
 
 # Where asyncio finds the class of the policy it makes when none is set
 # (events._init_event_loop_policy, also after set_event_loop_policy(None)),
-# as (module, attribute), and the setter of the policy that does not warn:
-# 3.14 made the public setter deprecated and imports the private name.
-# tests/cpython/whole_suite.py puts our policy there.
+# as (module, attribute), and the policy's getter and setter that do not
+# warn: 3.14 deprecated the public ones and imports the private name.
+# tests/cpython/our_loop.py puts our policy there.
 if sys.version_info >= (3, 14):
     DEFAULT_POLICY_SLOT = (unix_events, "_DefaultEventLoopPolicy")
+    get_event_loop_policy = events._get_event_loop_policy
     set_event_loop_policy = events._set_event_loop_policy
 else:
     DEFAULT_POLICY_SLOT = (asyncio, "DefaultEventLoopPolicy")
+    get_event_loop_policy = events.get_event_loop_policy
     set_event_loop_policy = events.set_event_loop_policy

@@ -17,7 +17,13 @@ if hasattr(_events, "TestCGetEventLoop"):
     from test.test_asyncio.test_events import TestCGetEventLoop  # noqa: F401
 
 
-class PyAsyncLibEventLoopTests(_events.UnixEventLoopTestsMixin,
+# 3.11-3.13: the Unix mixin adds a child watcher; 3.14 has no watchers and
+# only the base mixin.
+_LoopTestsMixin = getattr(_events, "UnixEventLoopTestsMixin",
+                          _events.EventLoopTestsMixin)
+
+
+class PyAsyncLibEventLoopTests(_LoopTestsMixin,
                                _events.SubprocessTestsMixin,
                                test_utils.TestCase):
 

@@ -12,8 +12,8 @@ the module created (ours / explicit selector loops / mock-clock and other
 test loops).  The exit status is 1 if a test failed or a module crashed or
 timed out.
 
-What is replaced (substitute_default_loop): the class of asyncio's default
-policy, which asyncio.new_event_loop(), asyncio.run(), asyncio.Runner,
+What is replaced (our_loop.py): the class of asyncio's default policy,
+which asyncio.new_event_loop(), asyncio.run(), asyncio.Runner,
 IsolatedAsyncioTestCase and a policy reset to None all go through, and
 asyncio.EventLoop (3.13+), the default loop class that tests pass as
 loop_factory.  Tests that construct asyncio.SelectorEventLoop (or
@@ -153,20 +153,6 @@ def _count_loops():
     return counts
 
 
-def substitute_default_loop():
-    """Makes asyncio's default loop ours (see the module docstring)."""
-    import asyncio
-    import py_async_lib
-    from py_async_lib import _compat
-    setattr(*_compat.DEFAULT_POLICY_SLOT, py_async_lib.EventLoopPolicy)
-    _compat.set_event_loop_policy(None)
-    if hasattr(asyncio, "EventLoop"):  # 3.13+
-        asyncio.EventLoop = asyncio.unix_events.EventLoop = py_async_lib.EventLoop
-    loop = asyncio.new_event_loop()
-    loop.close()
-    assert type(loop) is py_async_lib.EventLoop, type(loop)
-
-
 def run_module(name):
     """Worker: runs one module on our loop, prints MARK + its counts."""
     import faulthandler
@@ -176,6 +162,7 @@ def run_module(name):
     # that; the tests of asyncio.run()'s Ctrl-C handling need Python's own
     # handler (asyncio.Runner only replaces that one).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    from our_loop import substitute_default_loop
     substitute_default_loop()
     loops = _count_loops()
 
