@@ -18,7 +18,9 @@ IsolatedAsyncioTestCase and a policy reset to None all go through, and
 asyncio.EventLoop (3.13+), the default loop class that tests pass as
 loop_factory.  Tests that construct asyncio.SelectorEventLoop (or
 test_utils.TestLoop, the mock-clock loop) explicitly test those classes and
-keep them.  The tests skipped on our loop, each with its reason: SKIPS.
+keep them; their loop-parametrised classes also run on our loop, as
+PyAsyncLibTests in their module (OUR_LOOP_CLASSES).  The tests skipped on
+our loop, each with its reason: SKIPS.
 """
 import argparse
 import concurrent.futures
@@ -88,6 +90,24 @@ SKIPS = [
      "sock.send()"),
 ]
 
+# CPython's loop-parametrised test classes, which their modules instantiate
+# for asyncio's selector loops only (SelectorEventLoop(EpollSelector())...):
+# per module, the bases of a class that runs them on our loop, and the
+# method that makes its loop.  "A|B": A where the module has it, else B
+# (3.14 dropped the child-watcher mixin UnixEventLoopTestsMixin).
+OUR_LOOP_CLASSES = {
+    "test_events": (("UnixEventLoopTestsMixin|EventLoopTestsMixin",
+                     "SubprocessTestsMixin", "utils.TestCase"),
+                    "create_event_loop"),
+    "test_sock_lowlevel": (("BaseSockTestsMixin", "utils.TestCase"),
+                           "create_event_loop"),
+    "test_sendfile": (("SendfileTestsBase", "utils.TestCase"),
+                      "create_event_loop"),
+    "test_server": (("SelectorStartServerTests",), "new_loop"),
+    "test_buffered_proto": (("BaseTestBufferedProtocol", "unittest.TestCase"),
+                            "new_loop"),
+}
+
 # Run first: the longest modules (the pool then ends with short ones).
 SLOW_FIRST = ["test_tasks", "test_events", "test_subprocess", "test_ssl",
               "test_sendfile", "test_streams", "test_sock_lowlevel",
@@ -153,6 +173,31 @@ def _count_loops():
     return counts
 
 
+def _our_loop_class(name, module):
+    """The class of OUR_LOOP_CLASSES for module name, or None."""
+    if name not in OUR_LOOP_CLASSES:
+        return None
+    import py_async_lib
+    from test.test_asyncio import utils
+    names, hook = OUR_LOOP_CLASSES[name]
+    where = {"utils": utils, "unittest": unittest}
+    bases = []
+    for alternatives in names:
+        for dotted in alternatives.split("|"):
+            owner, _, attr = dotted.rpartition(".")
+            base = getattr(where[owner] if owner else module, attr, None)
+            if base is not None:
+                bases.append(base)
+                break
+        else:
+            raise AttributeError(f"{name} has none of {alternatives}")
+    cls = type("PyAsyncLibTests", tuple(bases), {
+        hook: lambda self: py_async_lib.new_event_loop(),
+        "__module__": module.__name__})
+    cls.__qualname__ = cls.__name__
+    return cls
+
+
 def run_module(name):
     """Worker: runs one module on our loop, prints MARK + its counts."""
     import faulthandler
@@ -174,6 +219,9 @@ def run_module(name):
         module, module_skipped = None, str(exc)
     suite = (unittest.defaultTestLoader.loadTestsFromModule(module)
              if module else unittest.TestSuite())
+    ours = module and _our_loop_class(name, module)
+    if ours:
+        suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(ours))
     module_skips = [(p, r) for p, r in _skips_for_this_version()
                     if p.startswith(name + ".")]
     used, listed = _apply_skips(suite, module_skips)
