@@ -45,7 +45,9 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> Optio
     return True
 
 
-LOOP_PARAMS = ("asyncio", "uvloop", "py_async_lib")
+#: the loops, then the Python floor (benchmarks/floor.py) for the loop-level
+#: workloads
+LOOP_PARAMS = ("asyncio", "uvloop", "py_async_lib", "floor")
 
 
 @pytest.fixture(params=LOOP_PARAMS)

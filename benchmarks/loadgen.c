@@ -28,7 +28,7 @@
  *
  *   {"requests": N, "bytes": B, "seconds": T, "connections": C, "size": S,
  *    "mode": "echo", "threads": T, "errors": E, "cpu": U, "wait": W,
- *    "warmup_requests": N}
+ *    "warmup_requests": N, "all_requests": N, "p50_us": L, "p99_us": L}
  *
  * requests = complete responses in the measured window, bytes = response
  * bytes received in it, seconds = actual length of the window, errors =
@@ -36,7 +36,24 @@
  * process divided by its wall time (close to 1.0 per thread would mean the
  * load generator itself is the bottleneck), wait = fraction of the measured
  * window the threads spent runnable but waiting for a CPU (other load on the
- * machine; -1 if /proc/thread-self/schedstat is unavailable).
+ * machine; -1 if /proc/thread-self/schedstat is unavailable), all_requests =
+ * responses over the whole life of the process (warm-up, settle and measured
+ * window: what the server did while the harness counted its CPU), p50_us /
+ * p99_us = median and 99th percentile round-trip time (request sent to
+ * response complete) in the measured window, in microseconds, from a
+ * log-linear histogram (32 buckets per power of two, ~3 % resolution).
+ *
+ * Scale mode (--scale): open C connections (up to 100k; over TCP the source
+ * address cycles through 127.0.0.2.. every 20k connections, so the ephemeral
+ * port range is not the limit), send one S-byte message on every connection
+ * and wait for all the echoes (a "sweep"; the first one also makes the server
+ * accept everything), print {"phase": "ready"} and wait for a line on stdin
+ * (the harness measures the server's memory meanwhile), then do sweeps for D
+ * seconds (at least 3) and print
+ *
+ *   {"mode": "scale", "requests": N, "seconds": T, "connections": C,
+ *    "size": S, "sweeps": K, "sweep_ms_best": B, "sweep_ms_median": M,
+ *    "connect_seconds": T, "errors": E, "cpu": U, "wait": -1}
  *
  * The process always stops by itself: the run is bounded by W + 0.1 + D,
  * connecting retries for at most 5 s per phase, and an alarm() kills it if
@@ -84,7 +101,51 @@ struct options {
     double warmup;
     int http;
     int verify;
+    int scale;
 };
+
+/* Round-trip times: a log-linear histogram of nanoseconds. */
+#define HIST_SUB 32                     /* buckets per power of two */
+#define HIST_BUCKETS (61 * HIST_SUB)
+
+static int hist_bucket(uint64_t v)
+{
+    int msb, shift;
+    if (v < 2 * HIST_SUB)
+        return (int)v;
+    msb = 63 - __builtin_clzll(v);
+    shift = msb - 5;                    /* 5 == log2(HIST_SUB) */
+    return (shift + 1) * HIST_SUB + (int)((v >> shift) & (HIST_SUB - 1));
+}
+
+/* Middle of bucket b, in nanoseconds. */
+static double hist_value(int b)
+{
+    int shift;
+    if (b < 2 * HIST_SUB)
+        return (double)b;
+    shift = b / HIST_SUB - 1;
+    return (double)((uint64_t)(HIST_SUB + b % HIST_SUB) << shift) +
+           (double)((uint64_t)1 << shift) / 2.0;
+}
+
+/* The q-quantile (0 < q < 1) of a histogram, in microseconds; -1 if empty. */
+static double hist_quantile(const uint64_t *hist, double q)
+{
+    uint64_t total = 0, seen = 0, rank;
+    int b;
+    for (b = 0; b < HIST_BUCKETS; b++)
+        total += hist[b];
+    if (total == 0)
+        return -1.0;
+    rank = (uint64_t)(q * (double)total);
+    for (b = 0; b < HIST_BUCKETS; b++) {
+        seen += hist[b];
+        if (seen > rank)
+            return hist_value(b) / 1e3;
+    }
+    return hist_value(HIST_BUCKETS - 1) / 1e3;
+}
 
 struct conn {
     int fd;
@@ -98,6 +159,7 @@ struct conn {
     size_t rbuf_size;
     size_t received;      /* echo: bytes of this response; http: bytes in rbuf */
     int discard_middle;   /* echo over TCP, big messages, no --verify */
+    uint64_t t_sent;      /* when the current request started (ns) */
 };
 
 struct worker {
@@ -114,6 +176,7 @@ struct worker {
     double measured_start, measured_end;
     double delay_start, delay_end;          /* run_delay() over the window */
     int snapshotted;
+    uint64_t hist[HIST_BUCKETS];            /* RTTs in the measured window */
 };
 
 static char *g_pattern; /* echo payload, shared read-only by all threads */
@@ -139,6 +202,13 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -153,6 +223,7 @@ static void usage(FILE *f)
             "  -t, --threads N      threads (default 1)\n"
             "      --http           HTTP/1.1 keep-alive GET mode instead of echo\n"
             "      --verify         compare every echoed byte (default: spot checks)\n"
+            "      --scale          idle-connections mode (see the source)\n"
             "  -h, --help           this help\n");
 }
 
@@ -169,6 +240,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
         {"threads", required_argument, NULL, 't'},
         {"http", no_argument, NULL, 'T'},
         {"verify", no_argument, NULL, 'V'},
+        {"scale", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -186,6 +258,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
     opt->warmup = 0.0;
     opt->http = 0;
     opt->verify = 0;
+    opt->scale = 0;
 
     while ((c = getopt_long(argc, argv, "H:p:U:c:s:d:w:t:h", longopts, NULL)) != -1) {
         switch (c) {
@@ -196,7 +269,8 @@ static int parse_options(int argc, char **argv, struct options *opt)
         case 's':
         case 't':
             v = strtol(optarg, &end, 10);
-            if (*end != '\0' || v <= 0 || v > (c == 's' ? 64L * 1024 * 1024 : 10000)) {
+            if (*end != '\0' || v <= 0 ||
+                v > (c == 's' ? 64L * 1024 * 1024 : c == 'c' ? 100000 : 10000)) {
                 fprintf(stderr, "loadgen: bad value for -%c: %s\n", c, optarg);
                 return -1;
             }
@@ -223,6 +297,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
             break;
         case 'T': opt->http = 1; break;
         case 'V': opt->verify = 1; break;
+        case 'S': opt->scale = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -241,7 +316,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 }
 
 /* Blocking connect with retries (the server may still be starting). */
-static int open_connection(const struct options *opt)
+static int open_connection(const struct options *opt, int index)
 {
     double deadline = now() + CONNECT_TIMEOUT;
 
@@ -283,6 +358,17 @@ static int open_connection(const struct options *opt)
                     err = errno;
                     continue;
                 }
+                if (index >= 20000 && ai->ai_family == AF_INET) {
+                    /* past 20k connections to one address:port, bind a
+                     * different loopback source (127.0.0.2, .3 ...) so the
+                     * ephemeral port range does not run out */
+                    struct sockaddr_in src;
+                    memset(&src, 0, sizeof src);
+                    src.sin_family = AF_INET;
+                    src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(index / 20000));
+                    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+                    bind(fd, (struct sockaddr *)&src, sizeof src);
+                }
                 if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
                     break;
                 err = errno;
@@ -321,6 +407,14 @@ static void start_request(struct conn *c)
     /* echo: c->received was reset by the caller; http: it keeps any
      * unexpected leftover bytes */
     c->sent = 0;
+    c->t_sent = now_ns();
+}
+
+static void response_done(struct worker *w, struct conn *c)
+{
+    w->requests++;
+    if (w->snapshotted)
+        w->hist[hist_bucket(now_ns() - c->t_sent)]++;
 }
 
 /* Returns the total length of the HTTP response at the start of buf, 0 if it
@@ -462,7 +556,7 @@ static void conn_progress(struct worker *w, struct conn *c)
                 conn_fail(w, c);
                 return;
             }
-            w->requests++;
+            response_done(w, c);
             c->received = 0;
             start_request(c);
             if (send_request(w, c))
@@ -493,7 +587,7 @@ static void conn_progress(struct worker *w, struct conn *c)
             }
             if (total == 0)
                 return;
-            w->requests++;
+            response_done(w, c);
             /* keep unexpected extra bytes (there should be none) */
             memmove(c->rbuf, c->rbuf + total, c->received - (size_t)total);
             c->received -= (size_t)total;
@@ -512,8 +606,10 @@ static void *worker_main(void *arg)
     struct epoll_event events[MAX_EVENTS];
     int i, alive;
 
-    for (i = 0; i < w->nconns; i++)
+    for (i = 0; i < w->nconns; i++) {
+        start_request(&w->conns[i]);
         send_request(w, &w->conns[i]);
+    }
 
     for (;;) {
         double t = now();
@@ -565,6 +661,8 @@ static void *worker_main(void *arg)
 
 struct phase_result {
     uint64_t requests, bytes, errors;
+    uint64_t all_requests;  /* settle + measured */
+    uint64_t hist[HIST_BUCKETS];
     double seconds; /* measured window, averaged over threads */
     double wait;    /* run-queue wait fraction, -1 if unknown */
 };
@@ -578,7 +676,7 @@ static int run_phase(const struct options *opt, double settle, double duration,
     struct worker *workers;
     struct conn *conns;
     double t_start, wait = 0.0;
-    int i, nw = opt->threads, rc = 0;
+    int i, k, nw = opt->threads, rc = 0;
 
     memset(res, 0, sizeof *res);
     conns = calloc((size_t)opt->conns, sizeof *conns);
@@ -606,7 +704,7 @@ static int run_phase(const struct options *opt, double settle, double duration,
         struct conn *c = &conns[i];
         int fl;
 
-        c->fd = open_connection(opt);
+        c->fd = open_connection(opt, i);
         if (c->fd < 0) {
             rc = -1;
             goto out;
@@ -639,7 +737,7 @@ static int run_phase(const struct options *opt, double settle, double duration,
     t_start = now();
     for (i = 0; i < nw; i++) {
         struct worker *w = &workers[i];
-        int first = opt->conns * i / nw, last = opt->conns * (i + 1) / nw, k;
+        int first = opt->conns * i / nw, last = opt->conns * (i + 1) / nw;
         w->conns = &conns[first];
         w->nconns = last - first;
         w->warm_end = t_start + settle;
@@ -668,6 +766,9 @@ static int run_phase(const struct options *opt, double settle, double duration,
         struct worker *w = &workers[i];
         pthread_join(w->thread, NULL);
         res->requests += w->requests - w->base_requests;
+        res->all_requests += w->requests;
+        for (k = 0; k < HIST_BUCKETS; k++)
+            res->hist[k] += w->hist[k];
         res->bytes += w->bytes - w->base_bytes;
         res->errors += w->errors;
         res->seconds += w->measured_end - w->measured_start;
@@ -696,6 +797,136 @@ out:
     return rc;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One message on every connection, then every echo back: seconds, or -1 on
+ * an error (counted in *errors). */
+static double scale_sweep(const struct options *opt, struct conn *conns, int epfd,
+                          uint64_t *errors)
+{
+    struct epoll_event events[MAX_EVENTS];
+    double t0 = now(), deadline = t0 + 30.0;
+    int i, pending = opt->conns;
+
+    for (i = 0; i < opt->conns; i++) {
+        struct conn *c = &conns[i];
+        ssize_t n = send(c->fd, g_pattern, opt->size, MSG_NOSIGNAL | MSG_DONTWAIT);
+        c->received = 0;
+        if (n != (ssize_t)opt->size) {   /* small messages: the kernel takes them whole */
+            (*errors)++;
+            return -1.0;
+        }
+    }
+    while (pending > 0) {
+        int n = epoll_wait(epfd, events, MAX_EVENTS, 1000);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || now() > deadline) {
+            (*errors)++;
+            return -1.0;
+        }
+        for (i = 0; i < n; i++) {
+            struct conn *c = events[i].data.ptr;
+            ssize_t k = recv(c->fd, c->rbuf, opt->size - c->received, MSG_DONTWAIT);
+            if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (k <= 0 || !chunk_matches(opt, c->rbuf, c->received, (size_t)k)) {
+                (*errors)++;
+                return -1.0;
+            }
+            c->received += (size_t)k;
+            if (c->received == opt->size)
+                pending--;
+        }
+    }
+    return now() - t0;
+}
+
+/* --scale: see the comment at the top. */
+static int run_scale(const struct options *opt)
+{
+    struct conn *conns = calloc((size_t)opt->conns, sizeof *conns);
+    double *times = NULL, t0, t_connect, total = 0.0, start, t;
+    uint64_t errors = 0;
+    int i, nsweeps = 0, cap = 64, epfd = epoll_create1(EPOLL_CLOEXEC);
+    char line[64];
+    struct rusage ru;
+    double cpu;
+
+    times = malloc((size_t)cap * sizeof *times);
+    if (!conns || !times || epfd < 0) {
+        fprintf(stderr, "loadgen: scale setup failed\n");
+        return 2;
+    }
+    t0 = now();
+    for (i = 0; i < opt->conns; i++) {
+        struct conn *c = &conns[i];
+        struct epoll_event ev;
+        c->fd = open_connection(opt, i);
+        if (c->fd < 0)
+            return 2;
+        c->rbuf_size = opt->size;
+        c->rbuf = malloc(opt->size);
+        if (!c->rbuf)
+            return 2;
+        memset(&ev, 0, sizeof ev);
+        ev.events = EPOLLIN;
+        ev.data.ptr = c;
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+            perror("loadgen: epoll_ctl");
+            return 2;
+        }
+    }
+    t_connect = now() - t0;
+    if (scale_sweep(opt, conns, epfd, &errors) < 0) {
+        fprintf(stderr, "loadgen: first sweep failed\n");
+        return 1;
+    }
+    printf("{\"phase\": \"ready\"}\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))
+        line[0] = '\0';
+    start = now();
+    do {
+        t = scale_sweep(opt, conns, epfd, &errors);
+        if (t < 0)
+            break;
+        if (nsweeps == cap) {
+            cap *= 2;
+            times = realloc(times, (size_t)cap * sizeof *times);
+            if (!times)
+                return 2;
+        }
+        times[nsweeps++] = t;
+        total += t;
+    } while (nsweeps < 3 || now() - start < opt->duration);
+    qsort(times, (size_t)nsweeps, sizeof *times, cmp_double);
+    getrusage(RUSAGE_SELF, &ru);
+    cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    printf("{\"mode\": \"scale\", \"requests\": %llu, \"seconds\": %.6f, "
+           "\"connections\": %d, \"size\": %zu, \"bytes\": %llu, \"sweeps\": %d, "
+           "\"sweep_ms_best\": %.3f, \"sweep_ms_median\": %.3f, "
+           "\"connect_seconds\": %.3f, \"errors\": %llu, \"cpu\": %.3f, \"wait\": -1}\n",
+           (unsigned long long)nsweeps * (unsigned long long)opt->conns, total, opt->conns,
+           opt->size, (unsigned long long)nsweeps * opt->conns * opt->size, nsweeps,
+           nsweeps ? times[0] * 1e3 : -1.0, nsweeps ? times[nsweeps / 2] * 1e3 : -1.0,
+           t_connect, (unsigned long long)errors, cpu / (now() - t0));
+    fflush(stdout);
+    for (i = 0; i < opt->conns; i++) {
+        close(conns[i].fd);
+        free(conns[i].rbuf);
+    }
+    free(conns);
+    free(times);
+    close(epfd);
+    return errors ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     struct options opt;
@@ -710,7 +941,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     settle = opt.warmup < SETTLE ? opt.warmup : SETTLE;
     /* hard stop, whatever happens */
-    alarm((unsigned)(opt.warmup + settle + opt.duration + 2 * CONNECT_TIMEOUT + 10.0));
+    alarm((unsigned)(opt.warmup + settle + opt.duration + 2 * CONNECT_TIMEOUT + 10.0 +
+                     (opt.scale ? 120.0 : 0.0)));
 
     g_pattern = malloc(opt.size);
     if (!g_pattern) {
@@ -719,6 +951,8 @@ int main(int argc, char **argv)
     }
     for (i = 0; i < (int)opt.size; i++)
         g_pattern[i] = (char)('a' + (i * 7 + i / 251) % 26);
+    if (opt.scale)
+        return run_scale(&opt);
 
     t_start = now();
     memset(&warm, 0, sizeof warm);
@@ -740,11 +974,14 @@ int main(int argc, char **argv)
     printf("{\"requests\": %llu, \"bytes\": %llu, \"seconds\": %.6f, "
            "\"connections\": %d, \"size\": %zu, \"mode\": \"%s\", "
            "\"threads\": %d, \"errors\": %llu, \"cpu\": %.3f, \"wait\": %.3f, "
-           "\"warmup_requests\": %llu}\n",
+           "\"warmup_requests\": %llu, \"all_requests\": %llu, "
+           "\"p50_us\": %.1f, \"p99_us\": %.1f}\n",
            (unsigned long long)res.requests, (unsigned long long)res.bytes, res.seconds,
            opt.conns, opt.http ? (size_t)0 : opt.size, opt.http ? "http" : "echo",
            opt.threads, (unsigned long long)(res.errors + warm.errors), cpu, res.wait,
-           (unsigned long long)(warm.requests));
+           (unsigned long long)(warm.requests),
+           (unsigned long long)(warm.requests + res.all_requests),
+           hist_quantile(res.hist, 0.50), hist_quantile(res.hist, 0.99));
     fflush(stdout);
     free(g_pattern);
     return (res.errors + warm.errors) ? 1 : 0;

@@ -48,6 +48,9 @@ def get_loop_factory(name: str) -> LoopFactory:
                 "py_async_lib has no new_event_loop() (package not built yet?)"
             )
         return factory
+    if name == "floor":  # the Python floor of the loop-level rows (not a usable loop)
+        from benchmarks.floor import FloorLoop
+        return FloorLoop
     raise LoopUnavailable(f"unknown loop {name!r}; known: {', '.join(LOOP_NAMES)}")
 
 

@@ -8,8 +8,9 @@ Run with::
 
 (Collected only with --benchmark-only; see conftest.py.)  Each test is
 parametrised by loop: asyncio (SelectorEventLoop), uvloop (skipped if not
-installed) and py_async_lib (skipped unless it imports and provides
-new_event_loop()).  Every round runs on a brand-new loop created in the
+installed), py_async_lib (skipped unless it imports and provides
+new_event_loop()) and, for the loop-level workloads, the Python floor
+(benchmarks/floor.py).  Every round runs on a brand-new loop created in the
 untimed setup; the timed part is one fixed-size round of the same workload
 functions ``python -m benchmarks.throughput`` uses, with smaller sizes so the
 whole suite stays well under two minutes.
@@ -23,7 +24,8 @@ import pytest
 
 from benchmarks.workloads import (InProcessEcho, call_later_timers_round,
                                   call_soon_burst_round, call_soon_chain_round,
-                                  future_pingpong_round, tasks_sleep0_round)
+                                  call_soon_threadsafe_round, future_pingpong_round,
+                                  tasks_sleep0_round)
 
 ROUNDS = 20
 WARMUP_ROUNDS = 2
@@ -35,6 +37,7 @@ LOOP_WORKLOADS: Dict[str, Tuple[Callable[..., int], Dict[str, Any], int]] = {
     "call_later_timers": (call_later_timers_round, {"n": 5_000}, 5_000),
     "tasks_sleep0": (tasks_sleep0_round, {"ntasks": 5_000, "nsleeps": 3}, 15_000),
     "future_pingpong": (future_pingpong_round, {"n": 5_000}, 10_000),
+    "call_soon_threadsafe": (call_soon_threadsafe_round, {"n": 20_000, "nthreads": 2}, 20_000),
 }
 
 
@@ -58,6 +61,8 @@ ECHO_ROUND_TRIPS = 1_000
 def test_echo_round_trips_1k(benchmark: Any, fresh_loops: Any) -> None:
     """1000 sequential 1 KiB round trips between a Protocol client and a
     Protocol echo server on 127.0.0.1, both in the loop under test."""
+    if fresh_loops.name == "floor":
+        pytest.skip("the floor loop has no I/O; see benchmarks/floor_server.py")
     benchmark.group = "echo_inprocess_1k"
     benchmark.extra_info.update(loop=fresh_loops.name, ops_per_round=ECHO_ROUND_TRIPS)
 

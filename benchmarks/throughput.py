@@ -3,7 +3,7 @@
 Run from the repository root::
 
     PYTHONPATH=. python -m benchmarks.throughput              # full run, table
-    PYTHONPATH=. python -m benchmarks.throughput --quick      # CI smoke (~30 s)
+    PYTHONPATH=. python -m benchmarks.throughput --quick      # smoke test (< 2 min)
     PYTHONPATH=. python -m benchmarks.throughput --only echo_protocol_1k,tasks_sleep0
     PYTHONPATH=. python -m benchmarks.throughput --loops asyncio,uvloop
     PYTHONPATH=. python -m benchmarks.throughput --json            # JSON on stdout
@@ -11,23 +11,35 @@ Run from the repository root::
     PYTHONPATH=. python -m benchmarks.throughput --plot ratios.png # bar chart
     PYTHONPATH=. python -m benchmarks.throughput --repeat 3        # best of 3
     PYTHONPATH=. python -m benchmarks.throughput --list            # workloads
+    PYTHONPATH=. python -m benchmarks.throughput --python /usr/bin/python3.13,python3.11
 
 Every workload runs on every selected loop: ``asyncio`` (an
 asyncio.SelectorEventLoop), ``uvloop`` (when importable) and ``py_async_lib``
-(when ``import py_async_lib`` works and provides ``new_event_loop()``).  Each
-(workload, loop) pair runs in its own fresh child process
+(when ``import py_async_lib`` works and provides ``new_event_loop()``), and on
+the references of benchmarks/references.py: ``floor`` (the least a
+Python-level loop must do for the row: benchmarks/floor.py for loop rows,
+benchmarks/floor_server.py on libcasyncio's cffi binding for network rows),
+``c_casyncio`` (examples/echo_server.c, C on libcasyncio alone) and
+``c_epoll`` (benchmarks/epoll_echo.c); a reference without a figure for a row
+shows ``-``.  Each (workload, loop) pair runs in its own fresh child process
 (``python -m benchmarks.throughput --child WORKLOAD LOOP`` prints one JSON
 line), so loops cannot disturb each other and a crash or hang in one loop is
 reported as an error for that pair while the run goes on.  A measurement is a
 warm-up (--warmup, default 0.25 s) followed by --duration seconds (default
-1.5 s); the default full run (13 workloads x 3 loops) takes about 2 minutes
+1.5 s); the default full run (16 workloads x 6 columns) takes about 5 minutes
 on a 2-core machine.  uvloop and matplotlib are bench-only dependencies
-(``pip install uvloop matplotlib``).
+(``pip install uvloop matplotlib``).  ``--python A,B`` runs the whole thing
+once per interpreter (each needs uvloop, cffi and ``make ffi PYTHON=...``).
 
-The table shows operations per second per loop, then the ratios
-``py_async_lib/asyncio`` and ``py_async_lib/uvloop`` (above 1.00x means
+The first table shows operations per second per column, then the ratios
+``ours/asyncio``, ``ours/uvloop`` and ``ours/floor`` (above 1.00x means
 py_async_lib is faster), plus ``uvloop/asyncio`` for reference, and a geometric
-mean row.  The exit status is 1 if any measurement failed.
+mean row.  For the network rows further tables give the server's CPU time
+per message (µs; the server process's CPU over the load generator's whole
+life divided by every request it made), the load generator's p50/p99 round
+trip (µs), the server's minor page faults per message, and for idle_10k the
+server's memory per connection and the time to serve one message on every
+connection.  The exit status is 1 if any measurement failed.
 
 Workloads (what one "operation" is, in brackets)
 ------------------------------------------------
@@ -47,6 +59,9 @@ tasks_sleep0        50k tasks each doing ``await asyncio.sleep(0)`` 3 times,
                     gather; 50k live tasks at once.
 future_pingpong     two tasks handing control to each other through futures
                     [hand-offs].  Future completion -> task wake-up latency.
+call_soon_threadsafe 2 threads hand 200k callbacks to the running loop with
+                    call_soon_threadsafe [callbacks run].  The path of servers
+                    whose I/O runs in another thread (executors, grpc).
 
 Network; the server runs in the loop under test, the load comes from a
 separate C process (benchmarks/loadgen.c) with --connections connections
@@ -65,6 +80,17 @@ echo_unix_1k          asyncio.Protocol echo over a Unix socket, 1 KiB.
 http_keepalive        minimal HTTP/1.1 keep-alive server as an asyncio.Protocol
                       (request line + headers to the blank line, 200 OK with a
                       small body), load generator in --http mode.
+echo_protocol_64k_busy echo_protocol_64k while a spinning process (started and
+                      stopped by the harness) keeps the load generator's CPU
+                      busy: the contended case where a loop's reads can fall
+                      into a slow, page-faulting mode.
+idle_10k              10k idle TCP connections (--scale-connections; 2k with
+                      --quick; capped by ulimit -n) to the Protocol echo
+                      server; each sweep sends one 1 KiB message on every
+                      connection and waits for all the echoes [messages].
+                      Reports server memory per connection (RSS growth from
+                      before the connections to after the first sweep) and
+                      the best/median sweep time.
 
 Noise and how it is reported
 ----------------------------
@@ -108,7 +134,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks.loops import (BASELINE, LOOP_NAMES, OURS, RIVAL,
                               get_loop_factory, loop_version, probe)
-from benchmarks.workloads import WORKLOADS, RunOptions, ensure_loadgen
+from benchmarks.references import (C_CASYNCIO, C_EPOLL, FLOOR, REFERENCES,
+                                   probe_reference, run_reference, skip_reason)
+from benchmarks.workloads import (QUICK_SCALE_CONNECTIONS, SCALE_CONNECTIONS, WORKLOADS,
+                                  RunOptions, ensure_loadgen)
+
+#: every column of the table: the loops, then the references
+COLUMNS = LOOP_NAMES + REFERENCES
 
 DEFAULT_DURATION = 1.5
 DEFAULT_WARMUP = 0.25
@@ -138,11 +170,22 @@ def child_main(args: argparse.Namespace) -> int:
     try:
         workload = WORKLOADS[workload_name]
         options = RunOptions(duration=args.duration, warmup=args.warmup,
-                             connections=args.connections, loadgen=args.loadgen)
+                             connections=args.connections, loadgen=args.loadgen,
+                             scale_connections=args.scale_connections)
         cpus = _cpus()
         if args.pin and len(cpus) >= 2:
             os.sched_setaffinity(0, {cpus[0]})
             options.loadgen_cpus = cpus[1:]
+        if loop_name in REFERENCES:
+            result = run_reference(loop_name, workload, options)
+            if "skipped" in result:
+                record["skipped"] = result["skipped"]
+                print(json.dumps(record), flush=True)
+                return 0
+            record.update(result)
+            record["ops_per_sec"] = result["ops"] / result["seconds"] if result["seconds"] > 0 else 0.0
+            print(json.dumps(record), flush=True)
+            return 0
         factory = get_loop_factory(loop_name)
         loop = factory()
         asyncio.set_event_loop(loop)
@@ -168,7 +211,7 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 def probe_main(name: str) -> int:
-    ok, info = probe(name)
+    ok, info = probe_reference(name) if name in REFERENCES else probe(name)
     print(json.dumps({"loop": name, "available": ok, "info": info}), flush=True)
     return 0 if ok else 1
 
@@ -189,32 +232,45 @@ def _tail(text: str, lines: int = 6) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def probe_loop(name: str) -> Tuple[bool, str]:
-    """Check in a child process that loop *name* works (a crash is survivable)."""
-    cmd = [sys.executable, "-m", "benchmarks.throughput", "--probe", name]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_child_env())
-    except subprocess.TimeoutExpired:
-        return False, "probe timed out"
-    for line in reversed(proc.stdout.strip().splitlines()):
+def probe_loops(names: Sequence[str]) -> Dict[str, Tuple[bool, str]]:
+    """Check in child processes (all at once) that each loop or reference
+    works; a crash is survivable.  name -> (available, info)."""
+    procs = {name: subprocess.Popen([sys.executable, "-m", "benchmarks.throughput",
+                                     "--probe", name], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=_child_env())
+             for name in names}
+    out: Dict[str, Tuple[bool, str]] = {}
+    for name, proc in procs.items():
         try:
-            rec = json.loads(line)
-            return bool(rec["available"]), str(rec["info"])
-        except (ValueError, KeyError):
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            out[name] = (False, "probe timed out")
             continue
-    return False, f"probe exited {proc.returncode}: {_tail(proc.stderr, 3)}"
+        out[name] = (False, f"probe exited {proc.returncode}: {_tail(stderr, 3)}")
+        for line in reversed(stdout.strip().splitlines()):
+            try:
+                rec = json.loads(line)
+                out[name] = (bool(rec["available"]), str(rec["info"]))
+                break
+            except (ValueError, KeyError):
+                continue
+    return out
 
 
 def run_child(workload: str, loop: str, args: argparse.Namespace,
               loadgen: Optional[str]) -> Dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.throughput", "--child", workload, loop,
            "--duration", repr(args.duration), "--warmup", repr(args.warmup),
-           "--connections", str(args.connections)]
+           "--connections", str(args.connections),
+           "--scale-connections", str(args.scale_connections)]
     if loadgen:
         cmd += ["--loadgen", loadgen]
     if not args.pin:
         cmd.append("--no-pin")
-    timeout = 60 + 10 * (args.duration + args.warmup)
+    timeout = 60 + 10 * (args.duration + args.warmup) + (
+        180 if WORKLOADS[workload].spec is not None and WORKLOADS[workload].spec.scale else 0)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               env=_child_env())
@@ -256,6 +312,8 @@ def machine_busy(interval: float = 0.5) -> Optional[float]:
 
 
 def best_of(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+    if any("skipped" in s for s in samples):
+        return dict(samples[0])
     good = [s for s in samples if "error" not in s]
     if not good:
         rec = dict(samples[-1])
@@ -276,7 +334,10 @@ CONTENTION_LIMIT = 0.05
 def cpu_wait(rec: Dict[str, Any]) -> Optional[float]:
     """Largest run-queue wait fraction recorded for a measurement."""
     extra = rec.get("extra") or {}
-    waits = [extra.get(k) for k in ("cpu_wait", "server_wait", "loadgen_wait")]
+    # a busy row keeps the load generator's CPU busy on purpose
+    keys = ("cpu_wait", "server_wait") if extra.get("busy") else (
+        "cpu_wait", "server_wait", "loadgen_wait")
+    waits = [extra.get(k) for k in keys]
     waits = [w for w in waits if isinstance(w, (int, float))]
     return max(waits) if waits else None
 
@@ -291,7 +352,9 @@ def fmt_ratio(v: Optional[float]) -> str:
 
 def ratio(results: Dict[str, Dict[str, Any]], a: str, b: str) -> Optional[float]:
     ra, rb = results.get(a), results.get(b)
-    if not ra or not rb or "error" in ra or "error" in rb:
+    if not ra or not rb or "ops_per_sec" not in ra or "ops_per_sec" not in rb:
+        return None
+    if "error" in ra or "error" in rb:
         return None
     if not rb.get("ops_per_sec"):
         return None
@@ -305,7 +368,7 @@ def geomean(values: Sequence[Optional[float]]) -> Optional[float]:
     return math.exp(sum(math.log(v) for v in vals) / len(vals))
 
 
-RATIO_PAIRS = [(OURS, BASELINE), (OURS, RIVAL), (RIVAL, BASELINE)]
+RATIO_PAIRS = [(OURS, BASELINE), (OURS, RIVAL), (OURS, FLOOR), (RIVAL, BASELINE)]
 
 
 def build_report(args: argparse.Namespace, workloads: List[str], loops: List[str],
@@ -342,50 +405,128 @@ def build_report(args: argparse.Namespace, workloads: List[str], loops: List[str
     }
 
 
-def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout) -> None:
-    workloads = list(report["workloads"])
-    measured = [l for l in loops if report["loops"][l]["available"]]
-    ratio_keys = [f"{a}/{b}" for a, b in RATIO_PAIRS if a in loops and b in loops]
-    ratio_titles = {f"{OURS}/{BASELINE}": "ours/asyncio", f"{OURS}/{RIVAL}": "ours/uvloop",
-                    f"{RIVAL}/{BASELINE}": "(uvloop/asyncio)"}
-    header = ["workload"] + [f"{l} ops/s" for l in loops] + [ratio_titles[k] for k in ratio_keys]
-    rows: List[List[str]] = []
-    for w in workloads:
-        row = [w]
-        for l in loops:
-            r = report["results"][w].get(l)
-            if l not in measured:
-                row.append("n/a")
-            elif r is None or "error" in r:
-                row.append("ERROR")
-            else:
-                wait = cpu_wait(r)
-                flag = "*" if wait is not None and wait > CONTENTION_LIMIT else ""
-                row.append(fmt_ops(r["ops_per_sec"]) + flag)
-        row += [fmt_ratio(report["ratios"][w].get(k)) for k in ratio_keys]
-        rows.append(row)
-    rows.append(["geomean"] + [""] * len(loops) + [fmt_ratio(report["geomean"].get(k))
-                                                   for k in ratio_keys])
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+COLUMN_TITLES = {"asyncio": "asyncio", "uvloop": "uvloop", OURS: "ours", FLOOR: "floor",
+                 C_CASYNCIO: "C/casyncio", C_EPOLL: "C/epoll"}
+RATIO_TITLES = {f"{OURS}/{BASELINE}": "ours/asyncio", f"{OURS}/{RIVAL}": "ours/uvloop",
+                f"{OURS}/{FLOOR}": "ours/floor", f"{RIVAL}/{BASELINE}": "(uvloop/asyncio)"}
+
+
+def _print_rows(header: List[str], rows: List[List[str]], out: Any,
+                footer: Optional[List[str]] = None) -> None:
+    every = rows + [header] + ([footer] if footer else [])
+    widths = [max(len(r[i]) for r in every) for i in range(len(header))]
 
     def line(cells: List[str]) -> str:
         return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
                          for i, c in enumerate(cells))
 
+    print(line(header), file=out)
+    print(line(["-" * w for w in widths]), file=out)
+    for r in rows:
+        print(line(r), file=out)
+    if footer:
+        print(line(["-" * w for w in widths]), file=out)
+        print(line(footer), file=out)
+
+
+def _cell(report: Dict[str, Any], w: str, l: str, fmt: Any) -> str:
+    """One table cell: fmt(record) for a measurement, else n/a / ERROR / -."""
+    r = report["results"][w].get(l)
+    if not report["loops"][l]["available"]:
+        return "n/a"
+    if r is None or "skipped" in r:
+        return "-"
+    if "error" in r:
+        return "ERROR"
+    return fmt(r)
+
+
+def _extra(key: str, spec: str) -> Any:
+    def fmt(r: Dict[str, Any]) -> str:
+        v = (r.get("extra") or {}).get(key)
+        return "-" if v is None else format(v, spec)
+    return fmt
+
+
+def _latency(r: Dict[str, Any]) -> str:
+    e = r.get("extra") or {}
+    if e.get("p50_us") is None:
+        return "-"
+    return f"{e['p50_us']:.0f}/{e['p99_us']:.0f}"
+
+
+def _cpu_ratio(report: Dict[str, Any], w: str, a: str, b: str) -> Optional[float]:
+    """CPU per message of b divided by a's (above 1: a is cheaper)."""
+    ra, rb = report["results"][w].get(a), report["results"][w].get(b)
+    try:
+        return rb["extra"]["server_cpu_us_per_msg"] / ra["extra"]["server_cpu_us_per_msg"]
+    except (TypeError, KeyError, ZeroDivisionError):
+        return None
+
+
+def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout) -> None:
+    """The throughput table, then, for the network rows, the server's CPU
+    and page faults per message, the round-trip latencies and (scale rows)
+    memory per connection."""
+    workloads = list(report["workloads"])
+    ratio_keys = [f"{a}/{b}" for a, b in RATIO_PAIRS if a in loops and b in loops]
+
+    def ops(r: Dict[str, Any]) -> str:
+        wait = cpu_wait(r)
+        return fmt_ops(r["ops_per_sec"]) + ("*" if wait is not None and wait > CONTENTION_LIMIT
+                                            else "")
+
+    header = ["workload"] + [COLUMN_TITLES[l] for l in loops] + [RATIO_TITLES[k]
+                                                               for k in ratio_keys]
+    rows = [[w] + [_cell(report, w, l, ops) for l in loops]
+            + [fmt_ratio(report["ratios"][w].get(k)) for k in ratio_keys] for w in workloads]
+    footer = ["geomean"] + [""] * len(loops) + [fmt_ratio(report["geomean"].get(k))
+                                                for k in ratio_keys]
     meta = report["meta"]
     print(f"py_async_lib throughput benchmark -- Python {meta['python']}, "
           f"{meta['cpu_count']} CPUs, {meta['duration']} s per measurement"
-          f"{' (quick)' if meta['quick'] else ''}", file=out)
-    print(line(header), file=out)
-    print(line(["-" * w for w in widths]), file=out)
-    for r in rows[:-1]:
-        print(line(r), file=out)
-    print(line(["-" * w for w in widths]), file=out)
-    print(line(rows[-1]), file=out)
+          f"{' (quick)' if meta['quick'] else ''}; operations per second", file=out)
+    _print_rows(header, rows, out, footer)
+
+    net = [w for w in workloads if report["workloads"][w]["kind"] == "net"]
+    if net:
+        cpu_pairs = [(a, b) for a, b in ((OURS, RIVAL), (OURS, FLOOR), (C_CASYNCIO, C_EPOLL))
+                     if a in loops and b in loops]
+        titles = {(OURS, RIVAL): "uvloop/ours", (OURS, FLOOR): "floor/ours",
+                  (C_CASYNCIO, C_EPOLL): "epoll/casyncio"}
+        print("\nServer CPU per message, microseconds (lower is better; ratios above "
+              "1.00x: the second named costs more)", file=out)
+        _print_rows(["workload"] + [COLUMN_TITLES[l] for l in loops]
+                    + [titles[p] for p in cpu_pairs],
+                    [[w] + [_cell(report, w, l, _extra("server_cpu_us_per_msg", ".2f"))
+                            for l in loops]
+                     + [fmt_ratio(_cpu_ratio(report, w, a, b)) for a, b in cpu_pairs]
+                     for w in net], out)
+        print("\nRound trip p50/p99, microseconds (load generator)", file=out)
+        _print_rows(["workload"] + [COLUMN_TITLES[l] for l in loops],
+                    [[w] + [_cell(report, w, l, _latency) for l in loops] for w in net], out)
+        print("\nServer minor page faults per message", file=out)
+        _print_rows(["workload"] + [COLUMN_TITLES[l] for l in loops],
+                    [[w] + [_cell(report, w, l, _extra("server_minflt_per_msg", ".2f"))
+                            for l in loops] for w in net], out)
+    scale = [w for w in net if any("mem_per_conn_kb" in (r.get("extra") or {})
+                                   for r in report["results"][w].values())]
+    for w in scale:
+        n = next((r["extra"]["connections"] for r in report["results"][w].values()
+                  if "extra" in r), "?")
+        print(f"\n{w}: {n} idle connections; server memory per connection (KiB) and "
+              "best/median time to serve one message on each (ms)", file=out)
+        _print_rows(["", *[COLUMN_TITLES[l] for l in loops]],
+                    [["KiB/conn"] + [_cell(report, w, l, _extra("mem_per_conn_kb", ".2f"))
+                                     for l in loops],
+                     ["sweep ms"] + [_cell(report, w, l, lambda r: (
+                         f"{r['extra']['sweep_ms_best']:.1f}/"
+                         f"{r['extra']['sweep_ms_median']:.1f}")) for l in loops]], out)
 
     notes = []
     disturbed = [(w, l, cpu_wait(r)) for w in workloads for l, r in report["results"][w].items()
-                 if "error" not in r and (cpu_wait(r) or 0) > CONTENTION_LIMIT]
+                 if "error" not in r and "skipped" not in r
+                 and (cpu_wait(r) or 0) > CONTENTION_LIMIT]
     if disturbed:
         worst = max(d[2] for d in disturbed)
         notes.append(f"* {len(disturbed)} measurement(s) waited for a CPU more than "
@@ -394,13 +535,15 @@ def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout)
     for l in loops:
         info = report["loops"][l]
         if not info["available"]:
-            notes.append(f"{l}: not measured ({info['info']})")
+            hint = (f"; build it for this Python: make ffi PYTHON={sys.executable}"
+                    if l == OURS else "")
+            notes.append(f"{l}: not measured ({info['info']}){hint}")
         else:
             notes.append(f"{l}: {info['info']}")
     for w in workloads:
         for l in loops:
             r = report["results"][w].get(l)
-            if not r:
+            if not r or "skipped" in r:
                 continue
             if "error" in r:
                 notes.append(f"ERROR {w} on {l}: {r['error']}")
@@ -427,7 +570,8 @@ def write_plot(report: Dict[str, Any], loops: List[str], path: str) -> None:
     footer = (f"Python {meta['python']} on {meta['machine']}, {meta['cpu_count']} CPUs, "
               f"{meta['duration']} s per measurement{' (quick)' if meta['quick'] else ''}, "
               f"{meta['date']}")
-    colors = {"asyncio": "#9e9e9e", "uvloop": "#ff9800", "py_async_lib": "#1f77b4"}
+    colors = {"asyncio": "#9e9e9e", "uvloop": "#ff9800", "py_async_lib": "#1f77b4",
+              FLOOR: "#2ca02c", C_CASYNCIO: "#d62728", C_EPOLL: "#9467bd"}
 
     if len(measured) < 2:
         # nothing to compare: absolute throughput
@@ -460,9 +604,11 @@ def write_plot(report: Dict[str, Any], loops: List[str], path: str) -> None:
     panels: List[Tuple[str, List[Tuple[str, str]]]] = [
         (f"Throughput relative to {base} (higher is better; {base} = 1.0)",
          [(l, base) for l in others])]
-    if OURS in measured and RIVAL in measured and base != RIVAL:
-        panels.append((f"{OURS} relative to {RIVAL} (above 1.0: {OURS} is faster)",
-                       [(OURS, RIVAL)]))
+    second = [(OURS, ref) for ref in (RIVAL, FLOOR) if OURS in measured and ref in measured
+              and ref != base]
+    if second:
+        panels.append((f"{OURS} relative to " + " and to ".join(r for _, r in second)
+                       + f" (above 1.0: {OURS} is faster)", second))
 
     def disturbed(rec: Optional[Dict[str, Any]]) -> bool:
         return bool(rec) and (cpu_wait(rec) or 0) > CONTENTION_LIMIT
@@ -481,7 +627,10 @@ def write_plot(report: Dict[str, Any], loops: List[str], path: str) -> None:
             heights = [v if v is not None else 0 for v in vals]
             label = f"{a} / {b}"
             bars = ax.bar(xs, heights, width * 0.92, label=label,
-                          color=colors.get(a, f"C{i}"), edgecolor="black", linewidth=0.4)
+                          # one numerator for every pair: colour by the denominator
+                          color=colors.get(b if len({x for x, _ in pairs}) == 1
+                                           and len(pairs) > 1 else a, f"C{i}"),
+                          edgecolor="black", linewidth=0.4)
             pair_disturbed = False
             for bar, w in zip(bars, workloads):
                 if disturbed(results[w].get(a)) or disturbed(results[w].get(b)):
@@ -535,7 +684,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--only", metavar="NAME[,NAME]",
                    help="run only these workloads (comma-separated)")
     p.add_argument("--loops", metavar="LOOP[,LOOP]",
-                   help=f"loops to compare (default: {','.join(LOOP_NAMES)}; unavailable "
+                   help=f"loops and references to compare (default: {','.join(COLUMNS)}; "
+                        "unavailable "
                         "ones are reported and skipped)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
                    help="machine-readable results: `--json` alone prints JSON to stdout "
@@ -549,6 +699,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS, metavar="N",
                    help="load generator connections for network workloads "
                         f"(default {DEFAULT_CONNECTIONS})")
+    p.add_argument("--scale-connections", type=int, default=None, metavar="N",
+                   help=f"idle connections of the idle_10k row (default {SCALE_CONNECTIONS}, "
+                        f"{QUICK_SCALE_CONNECTIONS} with --quick; capped by ulimit -n)")
+    p.add_argument("--python", metavar="PATH[,PATH]",
+                   help="run the whole benchmark once per interpreter (each needs uvloop, "
+                        "cffi and py_async_lib's cffi module built for it: "
+                        "make ffi PYTHON=PATH) and print each one's tables")
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not pin the loop process and the load generator to separate CPUs")
     p.add_argument("--loadgen", metavar="PATH",
@@ -577,17 +734,62 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.workloads = list(WORKLOADS)
     if args.loops:
         loops = [n.strip() for n in args.loops.split(",") if n.strip()]
-        unknown = [n for n in loops if n not in LOOP_NAMES]
+        unknown = [n for n in loops if n not in COLUMNS]
         if unknown:
-            p.error(f"unknown loop(s): {', '.join(unknown)}; known: {', '.join(LOOP_NAMES)}")
-        args.loop_names = [l for l in LOOP_NAMES if l in loops]
+            p.error(f"unknown loop(s): {', '.join(unknown)}; known: {', '.join(COLUMNS)}")
+        args.loop_names = [l for l in COLUMNS if l in loops]
     else:
-        args.loop_names = list(LOOP_NAMES)
+        args.loop_names = list(COLUMNS)
+    if args.scale_connections is None:
+        args.scale_connections = QUICK_SCALE_CONNECTIONS if args.quick else SCALE_CONNECTIONS
     return args
 
 
+def _without_python(argv: Sequence[str]) -> List[str]:
+    out: List[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--python":
+            skip = True
+        elif not a.startswith("--python="):
+            out.append(a)
+    return out
+
+
+def main_per_python(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """--python: the whole run once per interpreter, one after the other
+    (never at the same time: they would share the CPUs).  --json FILE and
+    --plot FILE get the interpreter's version in their names."""
+    rc = 0
+    for exe in [p.strip() for p in args.python.split(",") if p.strip()]:
+        try:
+            version = subprocess.run([exe, "-c", "import platform; print(platform.python_version())"],
+                                     capture_output=True, text=True, timeout=30,
+                                     check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"error: cannot run {exe}: {exc}", file=sys.stderr)
+            rc = 1
+            continue
+        cmd = [exe, "-m", "benchmarks.throughput"]
+        rest = _without_python(argv)
+        for opt in ("--json", "--plot"):
+            value = getattr(args, opt[2:])
+            if value and value != "-":
+                stem, dot, ext = value.rpartition(".")
+                named = f"{stem}-py{version}.{ext}" if dot else f"{value}-py{version}"
+                rest = [named if a == value else a for a in rest]
+        print(f"\n==== Python {version} ({exe}) ====", flush=True)
+        rc |= subprocess.run(cmd + rest, env=_child_env()).returncode
+    return rc
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.python:
+        return main_per_python(args, argv)
     if args.child:
         return child_main(args)
     if args.probe:
@@ -603,8 +805,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.perf_counter()
     loops: List[str] = args.loop_names
     loop_info: Dict[str, Dict[str, Any]] = {}
-    for name in loops:
-        ok, info = probe_loop(name)
+    for name, (ok, info) in probe_loops(loops).items():
         loop_info[name] = {"available": ok, "info": info}
         if not ok:
             log(f"note: skipping {name}: {info}")
@@ -638,6 +839,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 prefix += " ..."
                 if sys.stderr.isatty():
                     print(prefix, end="", file=sys.stderr, flush=True)
+                why = skip_reason(l, WORKLOADS[w]) if l in REFERENCES else None
+                if why:
+                    rec = {"workload": w, "loop": l, "skipped": why}
+                    samples[w][l].append(rec)
+                    continue
                 if WORKLOADS[w].kind == "net" and loadgen_error:
                     rec = {"workload": w, "loop": l,
                            "error": f"no load generator: {loadgen_error}"}
@@ -645,6 +851,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     rec = run_child(w, l, args, loadgen)
                 samples[w][l].append(rec)
                 outcome = ("ERROR: " + rec["error"].splitlines()[0][:200] if "error" in rec
+                           else f"skipped: {rec['skipped']}" if "skipped" in rec
                            else f"{fmt_ops(rec['ops_per_sec'])} ops/s")
                 if sys.stderr.isatty():
                     print(f" {outcome}", file=sys.stderr, flush=True)

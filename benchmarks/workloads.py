@@ -25,8 +25,12 @@ import os
 import random
 import shutil
 import socket
+import resource
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +219,43 @@ def future_pingpong_round(loop: asyncio.AbstractEventLoop, n: int = 10_000) -> i
     return 2 * n
 
 
+def call_soon_threadsafe_round(loop: asyncio.AbstractEventLoop, n: int = 200_000,
+                               nthreads: int = 2) -> int:
+    """nthreads threads hand n callbacks in all to the running loop with
+    call_soon_threadsafe (as an executor or an I/O thread does); the round
+    ends when the loop has run them all."""
+    done = loop.create_future()
+    count = 0
+    per_thread = n // nthreads
+    total = per_thread * nthreads
+
+    def cb() -> None:
+        nonlocal count
+        count += 1
+        if count == total:
+            done.set_result(None)
+
+    def produce() -> None:
+        call_soon_threadsafe = loop.call_soon_threadsafe
+        for _ in range(per_thread):
+            call_soon_threadsafe(cb)
+
+    threads = [threading.Thread(target=produce, daemon=True) for _ in range(nthreads)]
+
+    def start() -> None:
+        for t in threads:
+            t.start()
+
+    loop.call_soon(start)
+    try:
+        _run_future(loop, done)
+    finally:
+        for t in threads:
+            if t.is_alive() or t.ident is not None:
+                t.join()
+    return total
+
+
 # --------------------------------------------------------------------------
 # servers (run in the loop under test)
 # --------------------------------------------------------------------------
@@ -223,11 +264,17 @@ READ_SIZE = 65536
 
 
 class ServerHandle:
-    """A running benchmark server: its address and how to shut it down."""
+    """A running benchmark server: its address and how to shut it down.
 
-    def __init__(self, address: Any, closer: Callable[[], Any]) -> None:
+    pid is the server's process when it is not this one (the reference
+    servers); its CPU time, page faults and memory are then read from /proc.
+    """
+
+    def __init__(self, address: Any, closer: Callable[[], Any],
+                 pid: Optional[int] = None) -> None:
         self.address = address  # (host, port) or a Unix path
         self._closer = closer
+        self.pid = pid
 
     async def aclose(self) -> None:
         await self._closer()
@@ -331,6 +378,12 @@ def _server_closer(server: asyncio.AbstractServer,
     return close
 
 
+#: listen() backlog of the Protocol servers: asyncio's default (100) makes the
+#: kernel drop SYNs while 10k connections open at once, and each drop costs
+#: the client a 1 s retransmit
+BACKLOG = 4096
+
+
 async def start_protocol_server(protocol: type, unix_path: Optional[str] = None) -> ServerHandle:
     loop = asyncio.get_running_loop()
     registry: Set[asyncio.BaseTransport] = set()
@@ -339,10 +392,10 @@ async def start_protocol_server(protocol: type, unix_path: Optional[str] = None)
         return protocol(registry)
 
     if unix_path is not None:
-        server = await loop.create_unix_server(factory, unix_path)
+        server = await loop.create_unix_server(factory, unix_path, backlog=BACKLOG)
         address: Any = unix_path
     else:
-        server = await loop.create_server(factory, "127.0.0.1", 0)
+        server = await loop.create_server(factory, "127.0.0.1", 0, backlog=BACKLOG)
         address = server.sockets[0].getsockname()[:2]
     return ServerHandle(address, _server_closer(server, registry))
 
@@ -439,6 +492,81 @@ async def start_sock_echo(unix_path: Optional[str] = None) -> ServerHandle:
     return ServerHandle(address, close)
 
 
+async def start_external(argv: Sequence[str], unix_path: Optional[str] = None) -> ServerHandle:
+    """Start a server process that prints "listening 127.0.0.1 PORT" or
+    "listening unix PATH" when ready (the reference servers) and stops on
+    SIGTERM."""
+    cmd = list(argv) + (["-U", unix_path] if unix_path else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = proc.stdout.readline().decode(errors="replace").split() if proc.stdout else []
+    if len(line) != 3 or line[0] != "listening":
+        proc.kill()
+        _, err = proc.communicate()
+        raise RuntimeError(f"{cmd[0]} did not start: {err.decode(errors='replace').strip()}")
+    address: Any = line[2] if line[1] == "unix" else (line[1], int(line[2]))
+
+    async def close() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        for _ in range(100):
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        if proc.stderr:
+            proc.stderr.close()
+        if proc.returncode not in (0, -signal.SIGTERM):
+            raise RuntimeError(f"{cmd[0]} exited {proc.returncode}")
+
+    return ServerHandle(address, close, pid=proc.pid)
+
+
+# --------------------------------------------------------------------------
+# server-side counters
+# --------------------------------------------------------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def server_counters(pid: Optional[int]) -> Tuple[float, int]:
+    """(CPU seconds, minor page faults) of process pid, or of this process.
+
+    For another process the CPU time is /proc/PID/schedstat's run time (ns,
+    all threads of a single-threaded server) or else utime+stime from
+    /proc/PID/stat (clock ticks); minflt is field 10 of /proc/PID/stat.
+    """
+    if pid is None:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return time.process_time(), ru.ru_minflt
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        minflt = int(fields[7])
+        cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            cpu = int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    return cpu, minflt
+
+
+def server_rss(pid: Optional[int]) -> Optional[int]:
+    """Resident set size in bytes of process pid (or this one)."""
+    try:
+        with open(f"/proc/{pid or 'self'}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 # --------------------------------------------------------------------------
 # the C load generator
 # --------------------------------------------------------------------------
@@ -509,6 +637,12 @@ def ensure_loadgen(log: Optional[Callable[[str], None]] = None) -> str:
 # --------------------------------------------------------------------------
 
 
+#: idle connections of the scale workload; capped by RLIMIT_NOFILE (both the
+#: server and the load generator need one fd per connection)
+SCALE_CONNECTIONS = 10_000
+QUICK_SCALE_CONNECTIONS = 2_000
+
+
 @dataclass
 class RunOptions:
     duration: float = 1.5
@@ -516,6 +650,7 @@ class RunOptions:
     connections: int = 16
     loadgen: Optional[str] = None
     loadgen_cpus: Optional[Sequence[int]] = None  # CPUs to pin the load generator to
+    scale_connections: int = SCALE_CONNECTIONS
 
 
 def run_rounds(round_fn: Callable[[], int], options: RunOptions) -> Dict[str, Any]:
@@ -545,11 +680,51 @@ class NetSpec:
     size: int = 1024
     unix: bool = False
     http: bool = False
+    #: > 0: hold this many idle connections (loadgen --scale) and report
+    #: memory per connection and the time to serve one message on each
+    scale: int = 0
+    #: keep the load generator's CPU busy with a spinning process meanwhile
+    busy: bool = False
+    #: Python-level protocol of the server ("echo", "http"); the reference
+    #: servers serve the same
+    protocol: str = "echo"
+
+
+
+
+def scale_connections(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted + 100 and soft != resource.RLIM_INFINITY:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, wanted + 200), hard))
+        except (ValueError, OSError):
+            pass
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return min(wanted, soft - 100) if soft != resource.RLIM_INFINITY else wanted
+
+
+def start_spinner(cpus: Optional[Sequence[int]]) -> subprocess.Popen:
+    """A process spinning on cpus (the load generator's): the "other core is
+    busy" case of the contention workload."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    if cpus:
+        try:
+            os.sched_setaffinity(proc.pid, cpus)
+        except OSError:
+            pass
+    return proc
 
 
 def run_network(loop: asyncio.AbstractEventLoop, spec: NetSpec,
                 options: RunOptions) -> Dict[str, Any]:
-    """Serve with spec.start in *loop* while the C load generator hits it."""
+    """Serve with spec.start in *loop* while the C load generator hits it.
+
+    The server's CPU time and minor page faults are counted from just before
+    the load generator starts until it has exited, and divided by every
+    request it made in that time (its all_requests), so per-message figures
+    cover the warm-up as well as the measured window.  Scale runs count
+    them over the timed sweeps only (not while the connections open).
+    """
     loadgen = options.loadgen or ensure_loadgen()
     tmpdir = None
     if spec.unix:
@@ -557,47 +732,80 @@ def run_network(loop: asyncio.AbstractEventLoop, spec: NetSpec,
         if len(tmpdir) > 90 and os.path.isdir("/tmp"):  # sun_path is ~107 bytes
             shutil.rmtree(tmpdir, ignore_errors=True)
             tmpdir = tempfile.mkdtemp(prefix="pyal-bench-", dir="/tmp")
+    nscale = scale_connections(options.scale_connections) if spec.scale else 0
 
     async def main() -> Dict[str, Any]:
         unix_path = os.path.join(tmpdir, "echo.sock") if tmpdir else None
         handle = await spec.start(unix_path=unix_path)
-        argv = [loadgen, "-c", str(options.connections),
-                "-d", repr(float(options.duration)), "-w", repr(float(options.warmup))]
+        if spec.scale:
+            argv = [loadgen, "--scale", "-c", str(nscale), "-s", str(spec.size),
+                    "-d", repr(float(options.duration))]
+        else:
+            argv = [loadgen, "-c", str(options.connections),
+                    "-d", repr(float(options.duration)), "-w", repr(float(options.warmup))]
+            argv += ["--http"] if spec.http else ["-s", str(spec.size)]
         if unix_path:
             argv += ["-U", unix_path]
         else:
             host, port = handle.address
             argv += ["-H", host, "-p", str(port)]
-        argv += ["--http"] if spec.http else ["-s", str(spec.size)]
-        cpu0, wall0, delay0 = time.process_time(), time.perf_counter(), run_delay()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        spinner = start_spinner(options.loadgen_cpus) if spec.busy else None
+        gc.collect()
+        rss0 = server_rss(handle.pid)
+        rss_ready: Optional[int] = None
+        out = b""
+        cpu0, flt0 = server_counters(handle.pid)
+        wall0, delay0 = time.perf_counter(), run_delay()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.PIPE if spec.scale else subprocess.DEVNULL)
         try:
             if options.loadgen_cpus:
                 try:
                     os.sched_setaffinity(proc.pid, options.loadgen_cpus)
                 except OSError:
                     pass
-            limit = time.monotonic() + options.warmup + options.duration + 30
+            if spec.scale:
+                os.set_blocking(proc.stdout.fileno(), False)
+            limit = time.monotonic() + options.warmup + options.duration + 30 + (
+                120 if spec.scale else 0)
             while proc.poll() is None:
                 if time.monotonic() > limit:
                     raise BenchTimeout("load generator did not finish")
-                await asyncio.sleep(0.05)
+                if spec.scale and rss_ready is None:
+                    try:
+                        out += os.read(proc.stdout.fileno(), 65536)
+                    except BlockingIOError:
+                        pass
+                    if b"ready" in out:
+                        # every connection is open and has served a message;
+                        # the CPU per message counts the sweeps from here on
+                        rss_ready = server_rss(handle.pid)
+                        cpu0, flt0 = server_counters(handle.pid)
+                        wall0 = time.perf_counter()
+                        proc.stdin.write(b"go\n")
+                        proc.stdin.close()
+                await asyncio.sleep(0.01 if spec.scale else 0.05)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             wall = max(time.perf_counter() - wall0, 1e-9)
-            server_cpu = (time.process_time() - cpu0) / wall
+            cpu1, flt1 = server_counters(handle.pid)
             server_wait = _wait_fraction(delay0, run_delay(), wall)
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
             await handle.aclose()
-        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         if proc.stdout:
+            if spec.scale:
+                os.set_blocking(proc.stdout.fileno(), True)
+            out += proc.stdout.read()
             proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         if proc.stderr:
             proc.stderr.close()
         try:
-            report = json.loads(out.strip().splitlines()[-1])
+            report = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise RuntimeError(
                 f"load generator exited {proc.returncode} without a report; stderr: {err.strip()}"
@@ -606,22 +814,34 @@ def run_network(loop: asyncio.AbstractEventLoop, spec: NetSpec,
             raise RuntimeError(
                 f"load generator exited {proc.returncode}: {report}; stderr: {err.strip()}"
             )
-        return {
-            "ops": report["requests"],
-            "seconds": report["seconds"],
-            "extra": {
-                "bytes": report["bytes"],
-                "connections": report["connections"],
-                "message_size": report["size"] if not spec.http else len(HTTP_RESPONSE),
-                "loadgen_cpu": report["cpu"],
-                "server_cpu": round(server_cpu, 3),
-                "loadgen_wait": report.get("wait") if report.get("wait", -1) >= 0 else None,
-                "server_wait": server_wait,
-            },
+        served = report.get("all_requests") or report["requests"]
+        extra: Dict[str, Any] = {
+            "bytes": report["bytes"],
+            "connections": report["connections"],
+            "message_size": report["size"] if not spec.http else len(HTTP_RESPONSE),
+            "loadgen_cpu": report["cpu"],
+            "server_cpu": round((cpu1 - cpu0) / wall, 3),
+            "server_cpu_us_per_msg": round((cpu1 - cpu0) / served * 1e6, 3),
+            "server_minflt_per_msg": round((flt1 - flt0) / served, 4),
+            "loadgen_wait": report.get("wait") if report.get("wait", -1) >= 0 else None,
+            "server_wait": server_wait,
+            "external_server": handle.pid is not None,
         }
+        if spec.busy:
+            extra["busy"] = True
+        for key in ("p50_us", "p99_us"):
+            if report.get(key, -1) >= 0:
+                extra[key] = report[key]
+        if spec.scale:
+            extra.update({k: report[k] for k in ("sweeps", "sweep_ms_best",
+                                                  "sweep_ms_median", "connect_seconds")})
+            if rss0 is not None and rss_ready is not None:
+                extra["mem_per_conn_kb"] = round((rss_ready - rss0) / nscale / 1024, 3)
+        return {"ops": report["requests"], "seconds": report["seconds"], "extra": extra}
 
     try:
-        return _run_coro(loop, main(), limit=options.warmup + options.duration + 60)
+        return _run_coro(loop, main(), limit=options.warmup + options.duration + 60 + (
+            150 if spec.scale else 0))
     finally:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -639,6 +859,8 @@ class Workload:
     unit: str  # what one operation is
     description: str
     run: Callable[[asyncio.AbstractEventLoop, RunOptions], Dict[str, Any]] = field(repr=False)
+    #: network workloads: what the server does, for the reference servers
+    spec: Optional[NetSpec] = field(default=None, repr=False)
 
 
 def _rounds(fn: Callable[..., int], **kwargs: Any) -> Callable[[asyncio.AbstractEventLoop, RunOptions], Dict[str, Any]]:
@@ -647,10 +869,12 @@ def _rounds(fn: Callable[..., int], **kwargs: Any) -> Callable[[asyncio.Abstract
     return run
 
 
-def _net(spec: NetSpec) -> Callable[[asyncio.AbstractEventLoop, RunOptions], Dict[str, Any]]:
+def _net(spec: NetSpec) -> Tuple[Callable[[asyncio.AbstractEventLoop, RunOptions],
+                                          Dict[str, Any]], NetSpec]:
+    """(run, spec) of a network Workload."""
     def run(loop: asyncio.AbstractEventLoop, options: RunOptions) -> Dict[str, Any]:
         return run_network(loop, spec, options)
-    return run
+    return run, spec
 
 
 _ECHO_DESC = ("{api} echo server on {where}; C load generator, request/response "
@@ -672,34 +896,46 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
     Workload("future_pingpong", "loop", "hand-offs",
              "two tasks waking each other through futures",
              _rounds(future_pingpong_round, n=10_000)),
+    Workload("call_soon_threadsafe", "loop", "callbacks",
+             "2 threads handing 200k callbacks to the running loop with "
+             "call_soon_threadsafe",
+             _rounds(call_soon_threadsafe_round, n=200_000, nthreads=2)),
     Workload("echo_protocol_1k", "net", "requests",
              _ECHO_DESC.format(api="asyncio.Protocol", where="TCP", size="1 KiB"),
-             _net(NetSpec(start_protocol_echo, size=1024))),
+             *_net(NetSpec(start_protocol_echo, size=1024))),
     Workload("echo_protocol_64k", "net", "requests",
              _ECHO_DESC.format(api="asyncio.Protocol", where="TCP", size="64 KiB"),
-             _net(NetSpec(start_protocol_echo, size=65536))),
+             *_net(NetSpec(start_protocol_echo, size=65536))),
     Workload("echo_streams_1k", "net", "requests",
              _ECHO_DESC.format(api="start_server streams", where="TCP", size="1 KiB"),
-             _net(NetSpec(start_streams_echo, size=1024))),
+             *_net(NetSpec(start_streams_echo, size=1024))),
     Workload("echo_streams_64k", "net", "requests",
              _ECHO_DESC.format(api="start_server streams", where="TCP", size="64 KiB"),
-             _net(NetSpec(start_streams_echo, size=65536))),
+             *_net(NetSpec(start_streams_echo, size=65536))),
     Workload("echo_sock_1k", "net", "requests",
              _ECHO_DESC.format(api="sock_accept/sock_recv/sock_sendall", where="TCP",
                                size="1 KiB"),
-             _net(NetSpec(start_sock_echo, size=1024))),
+             *_net(NetSpec(start_sock_echo, size=1024))),
     Workload("echo_sock_64k", "net", "requests",
              _ECHO_DESC.format(api="sock_accept/sock_recv/sock_sendall", where="TCP",
                                size="64 KiB"),
-             _net(NetSpec(start_sock_echo, size=65536))),
+             *_net(NetSpec(start_sock_echo, size=65536))),
     Workload("echo_unix_1k", "net", "requests",
              _ECHO_DESC.format(api="asyncio.Protocol", where="a Unix socket",
                                size="1 KiB"),
-             _net(NetSpec(start_protocol_echo, size=1024, unix=True))),
+             *_net(NetSpec(start_protocol_echo, size=1024, unix=True))),
     Workload("http_keepalive", "net", "requests",
              "minimal HTTP/1.1 keep-alive server (asyncio.Protocol); C load generator, "
              "one GET at a time on each connection",
-             _net(NetSpec(start_http, http=True))),
+             *_net(NetSpec(start_http, http=True, protocol="http"))),
+    Workload("echo_protocol_64k_busy", "net", "requests",
+             _ECHO_DESC.format(api="asyncio.Protocol", where="TCP", size="64 KiB")
+             + ", while a spinning process keeps the load generator's CPU busy",
+             *_net(NetSpec(start_protocol_echo, size=65536, busy=True))),
+    Workload("idle_10k", "net", "messages",
+             "10k idle TCP connections to an asyncio.Protocol echo server; one 1 KiB "
+             "message on every connection per sweep; memory per connection",
+             *_net(NetSpec(start_protocol_echo, size=1024, scale=SCALE_CONNECTIONS))),
 ]}
 
 

@@ -16,6 +16,21 @@
  * constructor-like getters) and never prints or aborts.  Only loop_wakeup()
  * may be called from another thread; everything else belongs to the thread
  * that runs the loop.
+ *
+ * What is stable.  The library's soname is libcasyncio.so.0 (pkg-config
+ * name: casyncio); within one soname a program built against an older
+ * casyncio.h keeps working with a newer library:
+ *   - functions, their signatures and their documented behaviour stay;
+ *     new functions may be added;
+ *   - the values of the LOOP_* constants stay; new event kinds may be added,
+ *     so a switch over loop_event_t.kind needs a default that ignores them;
+ *   - loop_event_t stays four int64_t;
+ *   - loop_stats_t only grows at its end (loop_stats() passes the size the
+ *     caller was built with, and gets that much);
+ *   - loop_t stays opaque: nothing of internal.h is part of the ABI.
+ * A change that breaks any of this comes with a new soname
+ * (libcasyncio.so.1, ...); the file name and pkg-config's Version carry the
+ * release (libcasyncio.so.0.1.0 is 0.1.0).
  */
 #ifndef CASYNCIO_H
 #define CASYNCIO_H
@@ -116,9 +131,30 @@ CASYNCIO_API void loop_stop(loop_t *loop);
 /* Thread-safe: makes a blocking loop_run_once() return now (eventfd). */
 CASYNCIO_API int loop_wakeup(loop_t *loop);
 
-/* Counters for profiling; filled by loop_stats(). */
+/* ---- health and profiling (core.c) ------------------------------------ */
+
+/* Buckets of the duration histograms of loop_stats_t: bucket 0 counts
+ * durations under 1 us, bucket k (0 < k < LOOP_HIST_BUCKETS - 1) those in
+ * [2^(k-1), 2^k) us, the last one everything from 2^(LOOP_HIST_BUCKETS-2) us
+ * (4.19 s) up. */
+#define LOOP_HIST_BUCKETS 24
+
+/*
+ * What the loop has counted since loop_new().  Cheap enough to leave on: a
+ * few additions per poll, nothing per event or callback.
+ *
+ * A poll is the epoll wait of one loop_run_once().  From a poll's return to
+ * the next poll's start is a batch: the loop dispatches what the poll found
+ * and its caller (for py_async_lib: Python) runs callbacks.  Nothing new is
+ * noticed during a batch, so batch durations are the loop's lag.  An
+ * iteration here runs from one poll's start to the next's (wait + batch).
+ * loop_run_once() calls that do not poll (their event array was full), and
+ * whatever the caller runs without calling it, belong to the batch around
+ * them.  See loop_stats_resume() and loop_stats_pause() for the time
+ * between runs.
+ */
 typedef struct loop_stats {
-    int64_t iterations;
+    int64_t iterations;      /* calls of loop_run_once()                  */
     int64_t io_events;       /* epoll events handled                      */
     int64_t timers_fired;
     int64_t callbacks_run;   /* C callbacks run by the loop               */
@@ -126,8 +162,32 @@ typedef struct loop_stats {
     int64_t bytes_read;
     int64_t bytes_written;
     int64_t poll_ns;         /* time spent inside epoll_wait              */
+    int64_t events_dropped;  /* events lost to a broken invariant of the
+                                library (a bug: always 0).  Debug builds
+                                assert() instead; release builds (NDEBUG)
+                                count here rather than abort            */
+    int64_t batch_ns;        /* time spent in batches (outside the poll)  */
+    int64_t batch_max_ns;    /* the longest batch: the worst lag          */
+    int64_t batch_max_end;   /* when it ended (CLOCK_MONOTONIC ns), or 0  */
+    int64_t fds;             /* fds in epoll now (the wakeup fd aside)    */
+    int64_t timers;          /* pending timers now                        */
+    int64_t iter_hist[LOOP_HIST_BUCKETS];    /* iteration durations       */
+    int64_t batch_hist[LOOP_HIST_BUCKETS];   /* batch durations           */
 } loop_stats_t;
-CASYNCIO_API void loop_stats(const loop_t *loop, loop_stats_t *out);
+/* Copies the first `size` bytes of the counters into *out (size larger than
+ * sizeof(loop_stats_t): the rest of *out is left alone).  Call it through
+ * loop_stats(), which passes the size of the struct the caller was built
+ * with, so a program built against an older header keeps working. */
+CASYNCIO_API void loop_stats_sized(const loop_t *loop, loop_stats_t *out,
+                                   size_t size);
+#define loop_stats(loop, out) loop_stats_sized((loop), (out), sizeof(*(out)))
+/* The caller starts running the loop (asyncio's run_forever()) and may run
+ * callbacks before its first poll: a batch begins now, unless one is open. */
+CASYNCIO_API void loop_stats_resume(loop_t *loop);
+/* The caller stops running the loop for a while (run_forever() returned):
+ * the current batch ends now, and the time until the next resume or poll
+ * counts in no batch or iteration.  loop_run() calls both. */
+CASYNCIO_API void loop_stats_pause(loop_t *loop);
 
 /* ---- ready queue (core.c) ---------------------------------------------- */
 
@@ -194,6 +254,11 @@ CASYNCIO_API int loop_stream_read_by_caller(loop_t *loop, int fd, int on);
  * the buffer the loop reports LOOP_EV_DRAINED; when the buffer had gone above
  * the high-water mark and a flush brings it to or below the low-water mark it
  * reports LOOP_EV_RESUME first.  A failed flush reports LOOP_EV_ERROR.
+ * Errors: -EBADF if fd is not a stream of this loop, -EPIPE after
+ * loop_stream_shutdown_write, the stored -errno once a write or flush failed
+ * (see loop_stream_write_error), -EFAULT for buf == NULL with len > 0.
+ * len == 0 sends nothing and returns what any write would (buf may be NULL):
+ * the bytes buffered, or one of those errors.
  */
 CASYNCIO_API int64_t loop_write(loop_t *loop, int fd, const void *buf, size_t len);
 /* The same for several buffers at once, with writev(). */
@@ -201,6 +266,13 @@ CASYNCIO_API int64_t loop_writev(loop_t *loop, int fd, const void *const *bufs,
                                  const size_t *lens, int count);
 /* Bytes waiting in the out-buffer, or -errno. */
 CASYNCIO_API int64_t loop_write_buffer_size(loop_t *loop, int fd);
+/* Why writes are over: 0 while they can go on, else the -errno of the write
+ * or flush that failed (what that loop_write returned, or LOOP_EV_ERROR's a
+ * negated).  A failed flush drops the out-buffer, so this is how a binding
+ * that saw LOOP_EV_ERROR (or EOF) learns what a write would have said.
+ * Shutting the write side down is not a failure: 0 then.  -EBADF also when
+ * fd is not a stream of this loop. */
+CASYNCIO_API int loop_stream_write_error(loop_t *loop, int fd);
 /* -EINVAL unless high >= low. */
 CASYNCIO_API int loop_stream_set_write_limits(loop_t *loop, int fd,
                                               size_t high, size_t low);

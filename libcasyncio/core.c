@@ -114,11 +114,16 @@ double loop_time(const loop_t *loop)
     return (double)loop__now_ns() / 1e9;
 }
 
-void loop_stats(const loop_t *loop, loop_stats_t *out)
+void loop_stats_sized(const loop_t *loop, loop_stats_t *out, size_t size)
 {
+    loop_stats_t st;
+
     if (loop == NULL || out == NULL)
         return;
-    *out = loop->stats;
+    st = loop->stats;
+    st.fds = loop->nwatched;
+    st.timers = loop->tlen;
+    memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 }
 
 const int64_t *loop_poll_hint(const loop_t *loop)
@@ -234,7 +239,11 @@ void loop__emit(loop_t *loop, int kind, int64_t fd, int64_t a, int64_t b)
         /* Only when max < LOOP_EV_PER_FD: see poll_and_dispatch(). */
         e = &loop->spill[loop->spill_n++];
     } else {
-        return;   /* unreachable by construction */
+        /* poll_and_dispatch() polls only with an empty spill, and takes
+         * one epoll event at a time when room is short; one epoll event
+         * overflows by at most LOOP_EV_PER_FD - 1 < LOOP_SPILL_MAX. */
+        LOOP_UNREACHABLE(loop, "loop__emit: event spill overflow");
+        return;
     }
     e->kind = kind;
     e->fd = fd;
@@ -258,6 +267,50 @@ static void spill_deliver(loop_t *loop)
     memmove(loop->spill, loop->spill + n,
             (size_t)(loop->spill_n - n) * sizeof(loop_event_t));
     loop->spill_n -= n;
+}
+
+/* ---- health ------------------------------------------------------------- */
+
+static inline int hist_bucket(int64_t ns)
+{
+    uint64_t us = ns > 0 ? (uint64_t)ns / 1000 : 0;
+    int b = us == 0 ? 0 : 64 - __builtin_clzll(us);
+
+    return b < LOOP_HIST_BUCKETS ? b : LOOP_HIST_BUCKETS - 1;
+}
+
+/* A poll starts at t: the batch that began at the last poll's return ends,
+ * and so does the iteration that began at the last poll's start. */
+static void health_poll_starts(loop_t *loop, int64_t t)
+{
+    loop_stats_t *st = &loop->stats;
+
+    if (loop->batch_start != 0) {
+        int64_t batch = t - loop->batch_start;
+        st->batch_ns += batch;
+        st->batch_hist[hist_bucket(batch)]++;
+        st->iter_hist[hist_bucket(t - loop->iter_start)]++;
+        if (batch > st->batch_max_ns) {
+            st->batch_max_ns = batch;
+            st->batch_max_end = t;
+        }
+    }
+    loop->iter_start = t;
+}
+
+void loop_stats_resume(loop_t *loop)
+{
+    if (loop == NULL || loop->batch_start != 0)
+        return;
+    loop->batch_start = loop->iter_start = loop__now_ns();
+}
+
+void loop_stats_pause(loop_t *loop)
+{
+    if (loop == NULL || loop->batch_start == 0)
+        return;
+    health_poll_starts(loop, loop__now_ns());
+    loop->batch_start = 0;
 }
 
 /* ---- polling ------------------------------------------------------------ */
@@ -332,9 +385,11 @@ static int poll_and_dispatch(loop_t *loop, int timeout_ms, int64_t *now)
         maxev = 1;
 
     t0 = loop__now_ns();
+    health_poll_starts(loop, t0);
     n = do_poll(loop, maxev, poll_timeout_ns(loop, timeout_ms));
     t1 = loop__now_ns();
     loop->stats.poll_ns += t1 - t0;
+    loop->batch_start = t1;
     *now = t1;
     if (n < 0) {
         if (errno != EINTR)
@@ -401,14 +456,18 @@ int loop_run(loop_t *loop)
 
     if (loop == NULL)
         return -EINVAL;
+    loop_stats_resume(loop);
     for (;;) {
         /* A stop requested before (or during) this call: one last
          * non-blocking iteration, as asyncio's run_forever does. */
         rc = loop_run_once(loop, loop->stop ? 0 : -1, sink, 64);
-        if (rc < 0)
+        if (rc < 0) {
+            loop_stats_pause(loop);
             return rc;
+        }
         if (loop->stop) {
             loop->stop = false;
+            loop_stats_pause(loop);
             return 0;
         }
     }

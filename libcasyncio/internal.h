@@ -17,6 +17,7 @@
 
 #include "casyncio.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -172,13 +173,28 @@ struct loop {
     loop_event_t spill[LOOP_SPILL_MAX];
     int spill_n;
 
-    loop_stats_t stats;
+    loop_stats_t stats;    /* fds and timers are filled by loop_stats() */
+    /* health: when the current batch and iteration began (CLOCK_MONOTONIC
+     * ns); batch_start 0: no batch to close (before the first poll, paused) */
+    int64_t batch_start, iter_start;
     /* fds registered in epoll, the wakeup fd aside */
     int nwatched;
     /* loop_poll_hint(): kept current by loop__sync_hint() */
     int64_t hint[2];
     struct epoll_event pollbuf[LOOP_POLL_MAX];
 };
+
+/* ---- invariants ---------------------------------------------------------- */
+
+/* A branch that only a bug in the library can reach (never the caller's
+ * input, which gets a -errno): assert() in debug, sanitizer and fuzz builds;
+ * in release builds (NDEBUG) the event it would lose is counted in
+ * loop_stats' events_dropped, so that the library still never aborts. */
+#define LOOP_UNREACHABLE(loop, why)                                         \
+    do {                                                                    \
+        assert(!(why));                                                     \
+        (loop)->stats.events_dropped++;                                     \
+    } while (0)
 
 /* ---- core.c ------------------------------------------------------------ */
 

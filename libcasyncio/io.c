@@ -75,8 +75,10 @@ static int set_events(loop_t *loop, int fd, struct fd_slot *s, uint32_t want,
         op = EPOLL_CTL_ADD;
         rc = epoll_ctl(loop->epfd, op, fd, &ev);
     } else if (rc < 0 && op == EPOLL_CTL_ADD && errno == EEXIST) {
-        /* Registered without our knowing (cannot happen unless the table
-         * and epoll disagree); take it over. */
+        /* epoll still has a registration we gave up on: the fd was closed
+         * behind our back while a dup kept its file open (so our
+         * EPOLL_CTL_DEL failed with EBADF and epoll kept it), and the
+         * number is that file again.  Take it over (test_io.c). */
         rc = epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev);
     }
     if (rc < 0)
@@ -287,6 +289,8 @@ void io__dispatch(loop_t *loop, const struct epoll_event *ev)
             child__dispatch(loop, fd, s);
         break;
     default:
+        /* Every path that frees a slot takes it out of epoll first. */
+        LOOP_UNREACHABLE(loop, "io__dispatch: epoll event for a free slot");
         break;
     }
 }

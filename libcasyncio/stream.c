@@ -351,6 +351,13 @@ int64_t loop_write_buffer_size(loop_t *loop, int fd)
     return s != NULL ? (int64_t)s->u.s.olen : -EBADF;
 }
 
+int loop_stream_write_error(loop_t *loop, int fd)
+{
+    struct fd_slot *s = stream_slot(loop, fd);
+
+    return s != NULL ? -s->u.s.write_err : -EBADF;
+}
+
 int loop_stream_shutdown_write(loop_t *loop, int fd)
 {
     struct fd_slot *s = stream_slot(loop, fd);

@@ -23,6 +23,7 @@ typedef void (*loop_child_cb)(loop_t *loop, pid_t pid, int returncode, void *dat
 #define LOOP_EV_CHILD ...
 #define LOOP_EV_READABLE ...
 #define LOOP_STREAM_SOCKET ...
+#define LOOP_HIST_BUCKETS ...
 
 typedef struct loop_event {
     int64_t kind;
@@ -40,6 +41,14 @@ typedef struct loop_stats {
     int64_t bytes_read;
     int64_t bytes_written;
     int64_t poll_ns;
+    int64_t events_dropped;
+    int64_t batch_ns;
+    int64_t batch_max_ns;
+    int64_t batch_max_end;
+    int64_t fds;
+    int64_t timers;
+    int64_t iter_hist[...];
+    int64_t batch_hist[...];
 } loop_stats_t;
 
 int loop_new(loop_t **out);
@@ -48,7 +57,9 @@ double loop_time(const loop_t *loop);
 int loop_run_once(loop_t *loop, int timeout_ms, loop_event_t *events, int max);
 const int64_t *loop_poll_hint(const loop_t *loop);
 int loop_wakeup(loop_t *loop);
-void loop_stats(const loop_t *loop, loop_stats_t *out);
+void loop_stats(const loop_t *loop, loop_stats_t *out);   /* a macro in C */
+void loop_stats_resume(loop_t *loop);
+void loop_stats_pause(loop_t *loop);
 
 int64_t loop_call_later(loop_t *loop, double delay, loop_cb fn, void *data);
 int64_t loop_call_at(loop_t *loop, double when, loop_cb fn, void *data);
@@ -70,6 +81,7 @@ int64_t loop_write(loop_t *loop, int fd, const char *buf, size_t len);
 int64_t loop_writev(loop_t *loop, int fd, const void *const *bufs,
                     const size_t *lens, int count);
 int64_t loop_write_buffer_size(loop_t *loop, int fd);
+int loop_stream_write_error(loop_t *loop, int fd);
 int loop_stream_set_write_limits(loop_t *loop, int fd, size_t high, size_t low);
 int loop_stream_shutdown_write(loop_t *loop, int fd);
 void loop_read_arena(loop_t *loop, char **base, size_t *size);

@@ -10,17 +10,17 @@ read, which _run_once() turns into ready callbacks in asyncio's order (I/O,
 then timers, each run after the callbacks that were already ready).
 """
 import collections
+import itertools
 import os
-import selectors
 import threading
 import time
 import weakref
 
-from asyncio import base_events
-from asyncio.log import logger
-
+from . import _compat
 from ._binding import NULL, check, ffi, lib, os_error
+from ._compat import logger
 from .handles import Handle, TimerHandle, report_callback_exception
+from .health import LoopStats, SlowIterationHook, log_slow_iteration
 from .transports import BULK_READ as _BULK_READ, READ_NOW as _READ_NOW
 
 __all__ = ["BaseLoop"]
@@ -40,13 +40,18 @@ _EV_READABLE = lib.LOOP_EV_READABLE
 _READABLE = lib.LOOP_READABLE
 _WRITABLE = lib.LOOP_WRITABLE
 
-_fileobj_to_fd = selectors._fileobj_to_fd
+_fileobj_to_fd = _compat.fileobj_to_fd
 _loop_run_once = lib.loop_run_once   # one lookup, not one per iteration
 _loop_call_at = lib.loop_call_at
 _monotonic_ns = time.monotonic_ns    # the C loop's clock (CLOCK_MONOTONIC)
+_islice = itertools.islice
+
+# loop_stats_t fields that stats() copies (LoopStats less what Python keeps).
+_STATS_FIELDS = tuple(name for name in LoopStats.__annotations__
+                      if name != "slow_iterations")
 
 
-class BaseLoop(base_events.BaseEventLoop):
+class BaseLoop(_compat.BaseEventLoop):
     """The engine half of the loop: scheduling, timers, fd watchers and the
     dispatch of the C loop's events."""
 
@@ -63,13 +68,17 @@ class BaseLoop(base_events.BaseEventLoop):
         self._wakeup_lock = threading.Lock()
         self._wakeup_pending = False
         self._pid = os.getpid()
+        # report_slow_iterations(): None (off), or (threshold ns, hook).
+        self._slow_report = None
+        self._slow_count = 0
         super().__init__()
+        self._choose_ready_runner()
         self._ready = collections.deque()
         self._timers = {}       # C timer id -> TimerHandle
         self._readers = {}      # fd -> Handle
         self._writers = {}      # fd -> Handle
         self._streams = {}      # fd -> transport whose I/O the C loop does
-        self._children = {}     # pid -> callback(pid, returncode)
+        self._children = {}     # pid -> (callback(pid, returncode), context)
         # A weak map fd -> transport, as selector_events keeps it, so that
         # add_reader() refuses fds that belong to a transport.
         self._transports = weakref.WeakValueDictionary()
@@ -226,6 +235,17 @@ class BaseLoop(base_events.BaseEventLoop):
 
     # ---- one iteration -------------------------------------------------
 
+    def run_forever(self):
+        # The lag counts from here (the first iterations may not poll), and
+        # the time until the loop runs again is not lag.
+        if self._cloop is not None:
+            lib.loop_stats_resume(self._cloop)
+        try:
+            super().run_forever()
+        finally:
+            if self._cloop is not None:
+                lib.loop_stats_pause(self._cloop)
+
     def _run_once(self):
         ready = self._ready
         hint = self._poll_hint
@@ -243,8 +263,8 @@ class BaseLoop(base_events.BaseEventLoop):
                     raise os_error(n)
                 self._dispatch(n)
         ntodo = len(ready)
-        if self._debug:
-            self._run_ready_debug(ntodo)
+        if self._ready_runner is not None:   # debug mode, slow-iteration reports
+            self._ready_runner(self, ntodo)
             return
         popleft = ready.popleft
         for _ in range(ntodo):
@@ -259,6 +279,46 @@ class BaseLoop(base_events.BaseEventLoop):
                 report_callback_exception(handle, exc)
         handle = None  # Break cycles when an exception occurred.
 
+    def set_debug(self, enabled):
+        super().set_debug(enabled)
+        self._choose_ready_runner()
+
+    def _choose_ready_runner(self):
+        # What runs the ready callbacks when the plain loop of _run_once()
+        # does not: one attribute, so that the plain case pays one check.
+        # A function, not a bound method: that would be a cycle.
+        if self._debug:
+            self._ready_runner = BaseLoop._run_ready_debug
+        elif self._slow_report is not None:
+            self._ready_runner = BaseLoop._run_ready_timed
+        else:
+            self._ready_runner = None
+
+    def _run_ready_timed(self, ntodo):
+        ready = self._ready
+        ran = list(_islice(ready, ntodo))
+        t0 = _monotonic_ns()
+        for _ in range(ntodo):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+        handle = None
+        elapsed = _monotonic_ns() - t0
+        threshold, hook = self._slow_report
+        if elapsed < threshold:
+            return
+        self._slow_count += 1
+        try:
+            hook(elapsed / 1e9, [h for h in ran if not h._cancelled])
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.call_exception_handler({
+                "message": "Exception in the slow-iteration hook",
+                "exception": exc,
+                "loop": self,
+            })
+
     def _run_ready_debug(self, ntodo):
         ready = self._ready
         for _ in range(ntodo):
@@ -272,7 +332,7 @@ class BaseLoop(base_events.BaseEventLoop):
                 dt = self.time() - t0
                 if dt >= self.slow_callback_duration:
                     logger.warning("Executing %s took %.3f seconds",
-                                   base_events._format_handle(handle), dt)
+                                   _compat.format_handle(handle), dt)
             finally:
                 self._current_handle = None
 
@@ -331,15 +391,16 @@ class BaseLoop(base_events.BaseEventLoop):
                         else:
                             ready.append(handle)
             elif kind == _EV_CHILD:
-                callback = self._children.pop(ints[i + 1], None)
-                if callback is not None:
+                child = self._children.pop(ints[i + 1], None)
+                if child is not None:
                     # None: reaped by someone else, the status is lost.
                     returncode = None if ints[i + 3] else ints[i + 2]
-                    self._call_soon(callback, (ints[i + 1], returncode), None)
+                    self._call_soon(child[0], (ints[i + 1], returncode),
+                                    child[1])
             else:
                 stream = self._streams.get(ints[i + 1])
                 if stream is not None:
-                    stream._stream_event(kind, ints[i + 2])
+                    stream._stream_event(kind, ints[i + 2], ints[i + 3])
 
     # ---- fd watchers ---------------------------------------------------
 
@@ -355,10 +416,10 @@ class BaseLoop(base_events.BaseEventLoop):
             raise RuntimeError(
                 f"File descriptor {fd!r} is used by transport {transport!r}")
 
-    def _add_watcher(self, watchers, add, fd, callback, args):
+    def _add_watcher(self, watchers, add, fd, callback, args, context=None):
         self._check_closed()
         fd = _fileobj_to_fd(fd)
-        handle = Handle(callback, args, self, None)
+        handle = Handle(callback, args, self, context)
         rc = add(self._cloop, fd, NULL, NULL)
         if rc < 0:
             raise os_error(rc)
@@ -381,13 +442,14 @@ class BaseLoop(base_events.BaseEventLoop):
         handle.cancel()
         return True
 
-    def _add_reader(self, fd, callback, *args):
+    # context: 3.15's selector loop takes one (its transports pass theirs).
+    def _add_reader(self, fd, callback, *args, context=None):
         return self._add_watcher(self._readers, lib.loop_add_reader,
-                                 fd, callback, args)
+                                 fd, callback, args, context)
 
-    def _add_writer(self, fd, callback, *args):
+    def _add_writer(self, fd, callback, *args, context=None):
         return self._add_watcher(self._writers, lib.loop_add_writer,
-                                 fd, callback, args)
+                                 fd, callback, args, context)
 
     def _remove_reader(self, fd):
         return self._remove_watcher(self._readers, lib.loop_remove_reader, fd)
@@ -413,11 +475,33 @@ class BaseLoop(base_events.BaseEventLoop):
 
     # ---- introspection -------------------------------------------------
 
-    def stats(self):
-        """A snapshot of the C loop's counters (a dict); cheap to call."""
+    def stats(self) -> LoopStats:
+        """A snapshot of the loop's counters, cheap enough to sample while a
+        server runs (one call into C).  py_async_lib.health.LoopStats says
+        what each field is."""
         self._check_closed()
         out = ffi.new("loop_stats_t *")
         lib.loop_stats(self._cloop, out)
-        return {name: getattr(out, name) for name in (
-            "iterations", "io_events", "timers_fired", "callbacks_run",
-            "events_emitted", "bytes_read", "bytes_written", "poll_ns")}
+        stats = {name: getattr(out, name) for name in _STATS_FIELDS}
+        stats["iter_hist"] = list(stats["iter_hist"])
+        stats["batch_hist"] = list(stats["batch_hist"])
+        stats["slow_iterations"] = self._slow_count
+        return stats
+
+    def report_slow_iterations(self, threshold: "float | None",
+                               hook: "SlowIterationHook | None" = None) -> None:
+        """Reports every iteration whose callbacks take `threshold` seconds
+        or more, without debug mode: hook(seconds, handles) is called after
+        it with the handles it ran (by default, one warning on asyncio's
+        logger names them).  None turns it off (the default).  While on, an
+        iteration costs two clock reads and a copy of its ready queue; while
+        off, nothing.  In debug mode, asyncio's per-callback report
+        (slow_callback_duration) runs instead."""
+        if threshold is None:
+            self._slow_report = None
+        elif not threshold >= 0:
+            raise ValueError(f"threshold must be >= 0 or None, not {threshold!r}")
+        else:
+            self._slow_report = (int(threshold * 1e9),
+                                 log_slow_iteration if hook is None else hook)
+        self._choose_ready_runner()

@@ -10,11 +10,11 @@ ConnectionRefusedError...) go to protocol.error_received() and the transport
 stays open; anything else is fatal.
 """
 import collections
-import sys
 
-from asyncio import constants, futures, transports
-from asyncio.log import logger
+from asyncio import transports
 
+from . import _compat
+from ._compat import logger
 from .transports import TransportBase
 
 __all__ = ["DatagramTransport", "DatagramMethods"]
@@ -24,7 +24,7 @@ _BYTES_LIKE = (bytes, bytearray, memoryview)
 # From 3.13 on asyncio sends empty datagrams, and counts 8 bytes of header
 # per queued datagram in the write buffer size (so that a queue of empty
 # datagrams still reaches the high-water mark).
-_SEND_EMPTY = sys.version_info >= (3, 13)
+_SEND_EMPTY = _compat.SEND_EMPTY_DATAGRAMS
 _HEADER_SIZE = 8 if _SEND_EMPTY else 0
 
 # Datagrams received per readiness callback, at most: a busy socket is
@@ -58,7 +58,7 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
         # Receiving starts once connection_made() has run.
         loop.call_soon(self._start_reading)
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            loop.call_soon(_compat.set_result_unless_cancelled, waiter, None)
 
     def _repr_state(self):
         if self._loop is None or self._loop.is_closed():
@@ -136,7 +136,7 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
                     f"Invalid address: must be None or {self._address}")
             addr = self._address
         if (self._conn_lost and self._address) or self._sock is None:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return

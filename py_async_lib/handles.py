@@ -4,15 +4,15 @@ a TimerHandle that remembers its id in the C timer heap."""
 import contextvars
 import sys
 
-from asyncio import events, format_helpers
+from . import _compat
 
 __all__ = ["Handle", "TimerHandle", "report_callback_exception"]
 
 _copy_context = contextvars.copy_context
-_extract_stack = format_helpers.extract_stack
+_extract_stack = _compat.extract_stack
 
 
-class Handle(events.Handle):
+class Handle(_compat.Handle):
     """asyncio.Handle whose constructor reads loop._debug directly instead of
     calling loop.get_debug(): every call_soon() makes one."""
 
@@ -33,7 +33,7 @@ class Handle(events.Handle):
             self._source_traceback = None
 
 
-class TimerHandle(events.TimerHandle):
+class TimerHandle(_compat.TimerHandle):
     """asyncio.TimerHandle that knows its id in the C timer heap."""
 
     __slots__ = ("_tid",)
@@ -62,7 +62,7 @@ def report_callback_exception(handle, exc):
     """What Handle._run does when its callback raises: hand the error to the
     loop's exception handler.  The loop runs callbacks inline for speed and
     calls this only on the rare error path."""
-    cb = format_helpers._format_callback_source(handle._callback, handle._args)
+    cb = _compat.format_callback_source(handle._callback, handle._args)
     context = {
         "message": f"Exception in callback {cb}",
         "exception": exc,

@@ -19,10 +19,9 @@ import errno
 import os
 import stat
 
-from asyncio import constants
-from asyncio.log import logger
-
-from ._binding import NULL, ffi, lib, os_error
+from . import _compat
+from ._binding import ffi, lib, os_error
+from ._compat import logger
 from .transports import StreamTransport
 
 __all__ = ["ReadPipeTransport", "WritePipeTransport"]
@@ -97,7 +96,7 @@ class _PipeTransport(StreamTransport):
         self._lost = True
         self._closing = True
         self._release_stream()
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._call_soon(self._call_connection_lost, exc)
 
 
 
@@ -126,8 +125,8 @@ class ReadPipeTransport(_PipeTransport):
         self._release_stream()
         # The return value of eof_received() does not matter: a pipe that
         # gave EOF is done.
-        self._loop.call_soon(self._protocol.eof_received)
-        self._loop.call_soon(self._call_connection_lost, None)
+        self._call_soon(self._protocol.eof_received)
+        self._call_soon(self._call_connection_lost, None)
 
     def close(self):
         if not self._closing:
@@ -205,7 +204,7 @@ class WritePipeTransport(_PipeTransport):
         if self._fd >= 0:
             # A flush that failed (EPIPE...) made the stream drop its
             # buffer: report that error, as the write did.
-            err = lib.loop_write(self._cloop, self._fd, NULL, 0)
+            err = lib.loop_stream_write_error(self._cloop, self._fd)
             if err < 0:
                 self._fatal_error(os_error(err),
                                   "Fatal write error on pipe transport")
@@ -228,14 +227,17 @@ class WritePipeTransport(_PipeTransport):
         if not len(data):
             return
         if self._conn_lost or self._closing or self._fd < 0:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("pipe closed by peer or "
                                "os.write(pipe, data) raised exception.")
             self._conn_lost += 1
             return
         size = lib.loop_write(self._cloop, self._fd, data, len(data))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if size > 0:
+            if self._write_context is None:
+                self._write_context = self._new_write_context()
+            if size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
         elif size < 0:
             self._conn_lost += 1
             self._fatal_error(os_error(size),

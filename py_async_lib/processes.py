@@ -12,28 +12,24 @@ are not its own.
 Where pidfds are missing (kernels before 5.3, valgrind) a thread per child
 blocks in waitpid() instead and hands the status to the loop.
 """
+import contextvars
 import errno
 import os
 import subprocess
-import sys
 import threading
 
-from asyncio import base_subprocess
-from asyncio.log import logger
-
+from . import _compat
 from ._binding import NULL, lib
+from ._compat import logger
 from .pipes import ReadPipeTransport, WritePipeTransport
 
 __all__ = ["ProcessMethods", "UnixSubprocessTransport"]
 
 # The status asyncio reports for a child whose status someone else took.
 _UNKNOWN_RETURNCODE = 255
-# asyncio 3.11 uses what the watcher's __enter__() returns, 3.12 and later
-# the watcher itself (CPython's tests check which).
-_USE_ENTERED_WATCHER = sys.version_info < (3, 12)
 
 
-class UnixSubprocessTransport(base_subprocess.BaseSubprocessTransport):
+class UnixSubprocessTransport(_compat.BaseSubprocessTransport):
     """asyncio's subprocess transport (base_subprocess) on a Popen child."""
 
     def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
@@ -103,12 +99,25 @@ def _reap_in_thread(loop, pid, callback):
                      daemon=True).start()
 
 
-def _explicit_child_watcher():
-    """The child watcher the application set on our policy with
-    set_child_watcher(), or None (then the loop watches pidfds itself)."""
-    from asyncio import events
-    policy = events._event_loop_policy
-    return getattr(policy, "_explicit_child_watcher", None)
+def _application_child_watcher():
+    """The child watcher asyncio's own loop would hand a new child to, where
+    the application chose one (Python 3.11 to 3.13); None: the loop watches
+    the child's pidfd itself.
+
+    On our policy, that is a watcher set with set_child_watcher(); the one
+    its get_child_watcher() would make up is not needed.  On asyncio's Unix
+    policy, it is the watcher the policy holds, as asyncio's loop uses it
+    (set with asyncio.set_child_watcher(), or made by get_child_watcher())."""
+    if not _compat.HAS_CHILD_WATCHERS:
+        return None
+    policy = _compat.current_policy()
+    ours = getattr(policy, "_explicit_child_watcher", _NOT_OURS)
+    if ours is not _NOT_OURS:
+        return ours
+    return _compat.unix_policy_watcher(policy)
+
+
+_NOT_OURS = object()
 
 
 def _from_watcher(pid, returncode, loop, transp):
@@ -136,24 +145,8 @@ class ProcessMethods:
     async def _make_subprocess_transport(self, protocol, args, shell,
                                          stdin, stdout, stderr, bufsize,
                                          extra=None, **kwargs):
-        watcher = _explicit_child_watcher()
-        if watcher is not None:
-            # The application installed a watcher itself: asyncio would use
-            # it, so we do too (and refuse to spawn if it is inactive).
-            with watcher as entered:
-                if _USE_ENTERED_WATCHER:
-                    watcher = entered
-                if not watcher.is_active():
-                    raise RuntimeError("asyncio.get_child_watcher() is not "
-                                       "activated, subprocess support is "
-                                       "not installed.")
-                waiter = self.create_future()
-                transp = UnixSubprocessTransport(
-                    self, protocol, args, shell, stdin, stdout, stderr,
-                    bufsize, waiter=waiter, extra=extra, **kwargs)
-                watcher.add_child_handler(
-                    transp.get_pid(), _from_watcher, self, transp)
-        else:
+        watcher = _application_child_watcher()
+        if watcher is None:
             waiter = self.create_future()
             transp = UnixSubprocessTransport(self, protocol, args, shell,
                                              stdin, stdout, stderr, bufsize,
@@ -163,6 +156,28 @@ class ProcessMethods:
             # reaped the child: if it already exited, its pidfd is readable
             # at once.
             self._watch_child(transp.get_pid(), transp._child_exited)
+            await self._wait_subprocess_started(transp, waiter)
+            return transp
+        # The application chose a watcher: asyncio's loop would use it, so
+        # we do too (and refuse to spawn if it is inactive), as asyncio
+        # does it.
+        with watcher as entered:
+            if _compat.USE_ENTERED_WATCHER:
+                watcher = entered
+            if not watcher.is_active():
+                raise RuntimeError("asyncio.get_child_watcher() is not "
+                                   "activated, subprocess support is "
+                                   "not installed.")
+            waiter = self.create_future()
+            transp = UnixSubprocessTransport(
+                self, protocol, args, shell, stdin, stdout, stderr,
+                bufsize, waiter=waiter, extra=extra, **kwargs)
+            watcher.add_child_handler(
+                transp.get_pid(), _from_watcher, self, transp)
+            await self._wait_subprocess_started(transp, waiter)
+        return transp
+
+    async def _wait_subprocess_started(self, transp, waiter):
         try:
             await waiter
         except (SystemExit, KeyboardInterrupt):
@@ -171,7 +186,6 @@ class ProcessMethods:
             transp.close()
             await transp._wait()
             raise
-        return transp
 
     def _watch_child(self, pid, callback):
         """Arranges for callback(pid, returncode) to run on the loop once
@@ -179,11 +193,15 @@ class ProcessMethods:
 
         returncode is asyncio's: the exit status, or -signal for a child
         a signal killed; None if someone else reaped the child before the
-        loop could, and its status is lost."""
+        loop could, and its status is lost.  The callback runs in a copy of
+        the caller's context, as asyncio's pidfd watcher's reader does (in
+        an empty one on 3.11, as its thread watcher's report does)."""
         self._check_closed()
         rc = lib.loop_child_watch(self._cloop, pid, NULL, NULL)
         if rc == 0:
-            self._children[pid] = callback
+            context = (contextvars.Context() if _compat.EXIT_IN_EMPTY_CONTEXT
+                       else contextvars.copy_context())
+            self._children[pid] = (callback, context)
         elif rc in (-errno.ESRCH, -errno.ECHILD):
             # Already reaped elsewhere (a waitpid(-1) somewhere, SIGCHLD
             # ignored): the status is gone.
@@ -203,7 +221,7 @@ class ProcessMethods:
         # with the C loop: threads reap them, so that none stays a zombie.
         children = self._children
         if self.is_closed() and children:
-            for pid, callback in list(children.items()):
+            for pid, (callback, _) in list(children.items()):
                 proc = _popen_of(callback)
                 threading.Thread(target=_waitpid, args=(pid, proc),
                                  name=f"py_async_lib-reap-{pid}",

@@ -9,29 +9,11 @@ loop does.
 """
 import os
 
-from asyncio import base_events, constants, selector_events, sslproto
-from asyncio import unix_events
-from asyncio.log import logger
-
+from . import _compat
+from ._compat import logger
 from .transports import SocketTransport
 
 __all__ = ["SocketMethods"]
-
-# Methods that only use the fd-watcher primitives, the loop's public API and
-# the transport factories below.
-_SELECTOR_METHODS = (
-    "sock_recvfrom", "_sock_recvfrom", "sock_recvfrom_into",
-    "_sock_recvfrom_into", "_sock_read_done",
-    "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
-    "sock_connect", "_sock_connect", "_sock_connect_cb", "_sock_write_done",
-    "sock_accept", "_sock_accept",
-    "_start_serving", "_accept_connection", "_accept_connection2",
-)
-_UNIX_METHODS = (
-    "create_unix_connection", "create_unix_server",
-    "_sock_sendfile_native", "_sock_sendfile_native_impl",
-    "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
-)
 
 
 class SocketMethods:
@@ -59,7 +41,7 @@ class SocketMethods:
         return await self._sock_read_when_ready(sock, sock.recv_into, buf)
 
     def _check_sock(self, sock):
-        base_events._check_ssl_socket(sock)
+        _compat.check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
@@ -93,25 +75,28 @@ class SocketMethods:
             self._remove_reader(fd)
             fut.set_result(result)
 
+    # `context`: the transport's own (asyncio passes one from 3.15 on).
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
-                               extra=None, server=None):
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+                               extra=None, server=None, context=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server,
+                               context)
 
     def _make_ssl_transport(
             self, rawsock, protocol, sslcontext, waiter=None,
             *, server_side=False, server_hostname=None,
             extra=None, server=None,
-            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
-            call_connection_made=True):
+            ssl_handshake_timeout=_compat.SSL_HANDSHAKE_TIMEOUT,
+            ssl_shutdown_timeout=_compat.SSL_SHUTDOWN_TIMEOUT,
+            call_connection_made=True, context=None):
         # TLS runs in asyncio's SSLProtocol over our plain transport.
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = _compat.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             call_connection_made=call_connection_made,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         SocketTransport(self, rawsock, ssl_protocol, extra=extra,
-                        server=server)
+                        server=server, context=context)
         return ssl_protocol._app_transport
 
 
@@ -152,12 +137,8 @@ class SocketMethods:
             self._transports[transp._sock_fd] = transp
 
 
-def _borrow(cls, names):
-    for name in names:
-        func = getattr(cls, name, None)
-        if func is not None:
-            setattr(SocketMethods, name, func)
-
-
-_borrow(selector_events.BaseSelectorEventLoop, _SELECTOR_METHODS)
-_borrow(unix_events._UnixSelectorEventLoop, _UNIX_METHODS)
+# asyncio's own sock_*(), serving and Unix socket methods (the list and why
+# they work on our loop: _compat.BORROWED_METHODS).
+for _name, _func in _compat.BORROWED_METHODS.items():
+    setattr(SocketMethods, _name, _func)
+del _name, _func

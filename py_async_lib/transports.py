@@ -6,17 +6,27 @@ loop reads into its arena and hands the bytes over in the event array, and
 write() gives bytes to loop_write(), which sends at once and buffers only what
 the kernel did not take.  The transport mirrors asyncio's selector transport
 in behaviour: same callbacks in the same order, same flow control, same
-errors.
+errors, and the same contextvars contexts: asyncio runs a transport's
+callbacks from its reader and writer handles, so the reads (data_received,
+get_buffer/buffer_updated, eof_received, and connection_lost after a read
+error or EOF) run in the context the transport was made in, or the one that
+last called resume_reading(); resume_writing(), and the connection_lost()
+that ends a close() once the buffer is flushed, run in the context of the
+write() that found the buffer empty.  From 3.15 on, asyncio gives a socket
+transport a context of its own (create_connection()'s, or a copy of its
+server's for each connection) and runs every callback in that one context:
+a transport made with one (`context`) does the same.
 """
-import inspect
+import contextvars
 import os
 import warnings
 
-from asyncio import base_events, constants, events, futures, protocols
-from asyncio import transports, trsock
-from asyncio.log import logger
+from asyncio import protocols, transports
 
+from . import _compat
 from ._binding import ffi, lib, os_error
+from ._compat import logger, server_attach as _server_attach
+from ._compat import server_detach as _server_detach
 
 __all__ = ["SocketTransport"]
 
@@ -24,6 +34,8 @@ _EV_EOF = lib.LOOP_EV_EOF
 _EV_ERROR = lib.LOOP_EV_ERROR
 _EV_DRAINED = lib.LOOP_EV_DRAINED
 _EV_RESUME = lib.LOOP_EV_RESUME
+_WRITABLE = lib.LOOP_WRITABLE
+_copy_context = contextvars.copy_context
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
@@ -37,37 +49,25 @@ MAX_READ = 256 * 1024
 BULK_READ = 16 * 1024
 BULK_READ_LOW = 4 * 1024
 _loop_write = lib.loop_write   # one lookup, not one per write
+_WRITELINES_READDS_WRITER = _compat.WRITELINES_READDS_WRITER
 
-# Python 3.13's Server tracks its transports: _attach(transport) and
-# _detach(transport); before, both took no argument.
-_SERVER_TRACKS_TRANSPORTS = len(
-    inspect.signature(base_events.Server._attach).parameters) > 1
-
-
-def _server_attach(server, transport):
-    if _SERVER_TRACKS_TRANSPORTS:
-        server._attach(transport)
-    else:
-        server._attach()
-
-
-def _server_detach(server, transport):
-    if _SERVER_TRACKS_TRANSPORTS:
-        server._detach(transport)
-    else:
-        server._detach()
-
-
-class TransportBase(transports._FlowControlMixin):
+class TransportBase(_compat.FlowControlMixin):
     """What all our transports share: flow control (asyncio's mixin), the
     socket keys of get_extra_info(), and how a fatal error is reported."""
 
     # Read by __del__, which may run on an instance whose __init__ failed.
     _sock = None
     _server = None
+    # The context every callback of the transport runs in, where asyncio
+    # gives its transport one (socket transports from 3.15 on); None: each
+    # runs in the context asyncio's selector loop would schedule it from.
+    _context = None
+
+    def _call_soon(self, callback, *args):
+        self._loop.call_soon(callback, *args, context=self._context)
 
     def _set_socket_extra(self, sock):
-        self._extra["socket"] = trsock.TransportSocket(sock)
+        self._extra["socket"] = _compat.TransportSocket(sock)
         try:
             self._extra["sockname"] = sock.getsockname()
         except OSError:
@@ -170,9 +170,17 @@ class StreamTransport(TransportBase, transports.Transport):
     _cloop = None
     _fd = -1
     _by_caller = False   # see _read_by_caller
+    # The context asyncio's writer handle would have: that of the write()
+    # that found the out-buffer empty.  None while the buffer is empty.
+    _write_context = None
+    # The errno of a flush that failed while a read left to us was queued
+    # (see _stream_event); 0 if none.
+    _flush_error = 0
 
-    def __init__(self, loop, sock, protocol, extra=None, server=None):
+    def __init__(self, loop, sock, protocol, extra=None, server=None,
+                 context=None):
         super().__init__(extra, loop)
+        self._context = context
         self._sock_fd = fd = sock.fileno()
         self._protocol_connected = False
         self._pending = None        # bytes read by C, not yet delivered
@@ -187,19 +195,18 @@ class StreamTransport(TransportBase, transports.Transport):
         # Only now: if the C loop refused the fd, __del__ must leave the
         # caller's socket alone.
         self._sock = sock
-        self._read_handle = events.Handle(self._read_ready, (), loop, None)
+        self._read_handle = _compat.Handle(self._read_ready, (), loop, context)
         self.set_protocol(protocol)
         if server is not None:
             _server_attach(server, self)
         loop._transports[fd] = self
 
     def _start(self, waiter):
-        loop = self._loop
-        loop.call_soon(self._protocol.connection_made, self)
+        self._call_soon(self._protocol.connection_made, self)
         # Reading starts once connection_made() has run.
-        loop.call_soon(self._start_reading)
+        self._call_soon(self._start_reading)
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            self._call_soon(_compat.set_result_unless_cancelled, waiter, None)
 
     def _repr_state(self):
         if self._cloop is None or self._fd < 0:
@@ -245,6 +252,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 lib.loop_stream_close(self._cloop, fd)
                 self._loop._streams.pop(fd, None)
         self._pending = None
+        self._write_context = None
 
     def _loop_closed(self):
         # The loop freed its C side: nothing may call into it any more.
@@ -268,17 +276,36 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._fd >= 0:
             lib.loop_stream_read_stop(self._cloop, self._fd)
 
-    def _stream_event(self, kind, arg):
-        # An emptied out-buffer matters only to a closing transport, a
-        # waiting sendfile or a paused protocol: skip the callback otherwise
-        # (a busy writer sees one DRAINED per partial send).  close() called
-        # later in this iteration finds the buffer empty and finishes by
-        # itself.
-        if kind == _EV_DRAINED and not (self._closing or
-                                         self._protocol_paused or
-                                         self._empty_waiter is not None):
-            return
-        self._loop._call_soon(self._on_stream_event, (kind, arg), None)
+    def _stream_event(self, kind, arg, side):
+        # Each event is handled in the context asyncio's reader or writer
+        # handle would run it in: EOF and read errors (side is
+        # LOOP_READABLE) in the read handle's, the rest in the writer's.
+        if kind == _EV_DRAINED:
+            context = self._write_context
+            # asyncio drops its writer when the buffer empties: the next
+            # write that buffers brings its own context.
+            self._write_context = None
+            # An emptied out-buffer matters only to a closing transport, a
+            # waiting sendfile or a paused protocol: skip the callback
+            # otherwise (a busy writer sees one DRAINED per partial send).
+            # close() called later in this iteration finds the buffer empty
+            # and finishes by itself.
+            if not (self._closing or self._protocol_paused or
+                    self._empty_waiter is not None):
+                return
+        elif kind == _EV_RESUME:
+            context = self._write_context
+        elif kind == _EV_ERROR and side == _WRITABLE:
+            context = self._write_context
+            self._write_context = None   # the buffer is dropped
+            if self._pending is READ_NOW:
+                # The loop flushed before the read it left to us, and the
+                # send took the socket's error (a reset): asyncio reads
+                # first, and its read fails with that error.
+                self._flush_error = arg
+        else:
+            context = self._read_handle._context
+        self._loop._call_soon(self._on_stream_event, (kind, arg), context)
 
     def _on_stream_event(self, kind, arg):
         if kind == _EV_DRAINED:
@@ -302,9 +329,14 @@ class StreamTransport(TransportBase, transports.Transport):
             self._read_by_caller(self._buffered)
 
     def resume_reading(self):
-        if self._paused and not self._closing and self._pending is not None:
-            # Bytes read before the pause are delivered first.
-            self._loop._ready.append(self._read_handle)
+        if self._paused and not self._closing:
+            # asyncio adds its reader again, made in this context (unless
+            # the transport has its own): reads run in it from now on.
+            self._read_handle = _compat.Handle(self._read_ready, (),
+                                              self._loop, self._context)
+            if self._pending is not None:
+                # Bytes read before the pause are delivered first.
+                self._loop._ready.append(self._read_handle)
         super().resume_reading()
 
     def _read_ready(self):
@@ -359,16 +391,21 @@ class StreamTransport(TransportBase, transports.Transport):
                 got = self._sock.recv_into(into) if self._is_socket else \
                     os.readv(self._sock_fd, [into])
         except (BlockingIOError, InterruptedError):
-            return None
+            got = None
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
             return None
-        if not got:
+        if got:
+            return got
+        if self._flush_error:
+            err, self._flush_error = self._flush_error, 0
+            self._fatal_error(os_error(-err),
+                              "Fatal read error on socket transport")
+        elif got is not None:
             self._read_eof()
-            return None
-        return got
+        return None
 
     # A BufferedProtocol's two calls; an exception from either is fatal.
 
@@ -471,16 +508,24 @@ class StreamTransport(TransportBase, transports.Transport):
         if not len(data):
             return
         if self._conn_lost or self._fd < 0:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
         size = _loop_write(self._cloop, self._fd, data, len(data))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if size > 0:
+            if self._write_context is None:
+                self._write_context = self._new_write_context()
+            if size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
         elif size < 0:
             self._fatal_error(os_error(size),
                               "Fatal write error on socket transport")
+
+    def _new_write_context(self):
+        """The context of the writer handle asyncio adds now: the
+        transport's own, or a copy of the writer's."""
+        return _copy_context() if self._context is None else self._context
 
     def writelines(self, list_of_data):
         # asyncio's is write(b"".join(list_of_data)): the same checks here,
@@ -488,6 +533,8 @@ class StreamTransport(TransportBase, transports.Transport):
         chunks = list(list_of_data)
         if len(chunks) < 2 or self._conn_lost or self._fd < 0:
             self.write(b"".join(chunks))
+            if _WRITELINES_READDS_WRITER and self._write_context is not None:
+                self._write_context = self._new_write_context()
             return
         for i, d in enumerate(chunks):
             if type(d) is not bytes:
@@ -507,8 +554,11 @@ class StreamTransport(TransportBase, transports.Transport):
         bufs = ffi.new("void *[]", views)
         lens = ffi.new("size_t[]", [len(v) for v in views])
         size = lib.loop_writev(self._cloop, self._fd, bufs, lens, len(chunks))
-        if size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if size > 0:
+            if self._write_context is None or _WRITELINES_READDS_WRITER:
+                self._write_context = self._new_write_context()
+            if size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
         elif size < 0:
             self._fatal_error(os_error(size),
                               "Fatal write error on socket transport")
@@ -572,7 +622,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 not self._protocol_paused and
                 not self.get_write_buffer_size()):
             self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._call_soon(self._call_connection_lost, None)
 
     def _force_close(self, exc):
         if self._conn_lost:
@@ -585,7 +635,7 @@ class StreamTransport(TransportBase, transports.Transport):
         self._release_stream()
         self._closing = True
         self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._call_soon(self._call_connection_lost, exc)
 
     def _release(self):
         self._release_stream()
@@ -596,12 +646,12 @@ class SocketTransport(StreamTransport):
 
     _stream_flags = lib.LOOP_STREAM_SOCKET
     _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _sendfile_compatible = _compat.SENDFILE_TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None,
-                 server=None):
-        super().__init__(loop, sock, protocol, extra, server)
+                 server=None, context=None):
+        super().__init__(loop, sock, protocol, extra, server, context)
         self._set_socket_extra(sock)
         # Small writes leave at once instead of waiting for an ACK.
-        base_events._set_nodelay(sock)
+        _compat.set_nodelay(sock)
         self._start(waiter)

@@ -13,8 +13,8 @@ import socket
 import sys
 import warnings
 
-from asyncio import coroutines, events
-from asyncio.log import logger
+from . import _compat
+from ._compat import logger
 
 __all__ = ["UnixMethods"]
 
@@ -99,8 +99,8 @@ class UnixMethods:
 
         ValueError for an invalid signal number, RuntimeError for one that
         cannot be caught (SIGKILL, SIGSTOP) or outside the main thread."""
-        if (coroutines.iscoroutine(callback) or
-                coroutines.iscoroutinefunction(callback)):
+        if (_compat.iscoroutine(callback) or
+                _compat.iscoroutinefunction(callback)):
             raise TypeError("coroutines cannot be used "
                             "with add_signal_handler()")
         self._check_signal(sig)
@@ -117,7 +117,7 @@ class UnixMethods:
         if not self._signal_handlers and previous_fd != wsock.fileno():
             self._previous_wakeup_fd = previous_fd
 
-        handle = events.Handle(callback, args, self, None)
+        handle = _compat.Handle(callback, args, self, None)
         first = sig not in self._signal_handlers
         self._signal_handlers[sig] = handle
         try:

@@ -767,7 +767,14 @@ def test_policy_and_install_in_subprocess():
 
 
 def test_policy_new_event_loop():
-    policy = py_async_lib.EventLoopPolicy()
+    # Reading the class warns from 3.14 on, as asyncio's policy classes do.
+    from py_async_lib import _compat
+    if _compat.POLICIES_DEPRECATED:
+        with pytest.warns(DeprecationWarning, match="EventLoopPolicy"):
+            cls = py_async_lib.EventLoopPolicy
+    else:
+        cls = py_async_lib.EventLoopPolicy
+    policy = cls()
     lp = policy.new_event_loop()
     try:
         assert isinstance(lp, EventLoop)
@@ -781,6 +788,18 @@ def test_stats_counters(loop):
     stats = loop.stats()
     assert stats["iterations"] >= 1
     assert stats["timers_fired"] >= 1
+
+
+def test_stats_names_every_counter(loop):
+    # Every field of loop_stats_t, then what Python counts itself
+    # (slow_iterations), and nothing else; a broken invariant of the C
+    # library (events_dropped) never happens.
+    from py_async_lib._binding import ffi
+    loop.run_until_complete(asyncio.sleep(0))
+    stats = loop.stats()
+    assert list(stats) == [name for name, _ in
+                           ffi.typeof("loop_stats_t").fields] + ["slow_iterations"]
+    assert stats["events_dropped"] == 0
 
 
 # ---- iterations that skip the poll -----------------------------------------

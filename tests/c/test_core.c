@@ -3,6 +3,7 @@
 #include "ctest.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <time.h>
 
 #define MAXEV 64
@@ -349,6 +350,7 @@ TEST(test_stats)
     CHECK_EQ(st.bytes_read, 0);
     CHECK_EQ(st.bytes_written, 0);
     CHECK(st.poll_ns >= 0);
+    CHECK_EQ(st.events_dropped, 0);
     loop_free(loop);
 }
 
@@ -357,6 +359,104 @@ static int64_t mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t hist_sum(const int64_t *h)
+{
+    int64_t n = 0;
+    for (int i = 0; i < LOOP_HIST_BUCKETS; i++)
+        n += h[i];
+    return n;
+}
+
+/* A C callback that keeps the loop busy for *data ns. */
+static void busy_cb(loop_t *loop, void *data)
+{
+    int64_t until = mono_ns() + *(int64_t *)data;
+    (void)loop;
+    while (mono_ns() < until) {
+    }
+}
+
+/* Health: a batch runs from a poll's return to the next poll; the slow one
+ * lands in its bucket and is the maximum; a pause leaves the time between
+ * runs out; fds and timers are the current counts. */
+TEST(test_stats_health)
+{
+    loop_t *loop;
+    loop_event_t ev[MAXEV];
+    loop_stats_t st;
+    int64_t busy = 3000000, before, after, slow;
+    int p[2];
+
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(pipe(p) == 0);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);   /* first poll: no batch yet */
+    loop_stats(loop, &st);
+    CHECK_EQ(hist_sum(st.batch_hist), 0);
+    CHECK_EQ(st.batch_max_end, 0);
+
+    /* The callback runs after this iteration's poll; its batch closes at
+     * the next poll. */
+    CHECK_EQ(loop_call_soon(loop, busy_cb, &busy), 0);
+    before = mono_ns();
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    after = mono_ns();
+    loop_stats(loop, &st);
+    CHECK_EQ(hist_sum(st.batch_hist), 2);
+    CHECK_EQ(hist_sum(st.iter_hist), 2);
+    /* 3 ms is in [2^11, 2^12) us: bucket 12 (or later if preempted) */
+    slow = 0;
+    for (int i = 12; i < LOOP_HIST_BUCKETS; i++)
+        slow += st.batch_hist[i];
+    CHECK(slow >= 1);
+    CHECK(st.batch_max_ns >= busy);
+    CHECK(st.batch_max_end > before && st.batch_max_end <= after);
+    CHECK(st.batch_ns >= busy);
+
+    /* Paused: the last batch closes, the time until the next call counts
+     * nowhere (the next poll closes no batch). */
+    loop_stats_pause(loop);
+    loop_stats(loop, &st);
+    CHECK_EQ(hist_sum(st.batch_hist), 3);
+    loop_stats_pause(loop);               /* twice: nothing more */
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    loop_stats(loop, &st);
+    CHECK_EQ(hist_sum(st.batch_hist), 3);
+    CHECK_EQ(hist_sum(st.iter_hist), 3);
+    loop_stats_pause(NULL);
+
+    /* Resumed: a batch is open from now, even before the first poll. */
+    loop_stats_pause(loop);
+    loop_stats_resume(loop);
+    loop_stats_resume(loop);              /* twice: the same batch */
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    loop_stats(loop, &st);
+    CHECK_EQ(hist_sum(st.batch_hist), 5);   /* the pause closed one */
+    loop_stats_resume(NULL);
+
+    /* gauges */
+    CHECK_EQ(st.fds, 0);
+    CHECK_EQ(st.timers, 0);
+    CHECK_EQ(loop_add_reader(loop, p[0], NULL, NULL), 0);
+    CHECK(loop_call_later(loop, 10.0, NULL, NULL) > 0);
+    CHECK(loop_call_later(loop, 20.0, NULL, NULL) > 0);
+    loop_stats(loop, &st);
+    CHECK_EQ(st.fds, 1);
+    CHECK_EQ(st.timers, 2);
+    CHECK_EQ(loop_remove_reader(loop, p[0]), 1);
+
+    /* A caller built with a shorter struct gets only its part. */
+    memset(&st, 0xab, sizeof(st));
+    loop_stats_sized(loop, &st, offsetof(loop_stats_t, poll_ns));
+    CHECK_EQ(st.iterations, 5);
+    CHECK_EQ(st.poll_ns, (int64_t)0xabababababababab);
+    loop_stats_sized(NULL, &st, sizeof(st));
+
+    loop_free(loop);
+    close(p[0]);
+    close(p[1]);
 }
 
 /* loop_poll_hint follows fds, timers and C callbacks as they come and go. */
@@ -434,6 +534,7 @@ int main(void)
     RUN(test_signal_interrupts);
     RUN(test_run_stop);
     RUN(test_stats);
+    RUN(test_stats_health);
     RUN(test_poll_hint);
     return CT_END();
 }

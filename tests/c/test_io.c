@@ -227,6 +227,41 @@ TEST(test_reopened_fd)
     close(q[1]);
 }
 
+/* A watched fd closed behind the loop's back while a dup keeps its file
+ * open: epoll keeps the registration (it is keyed by file and fd number),
+ * so removing the watcher cannot take it out, and once the number is the
+ * same file again add_reader's EPOLL_CTL_ADD says EEXIST.  The loop takes
+ * the registration over; the stale one's events are ignored meanwhile. */
+TEST(test_registration_left_in_epoll)
+{
+    loop_t *loop;
+    loop_event_t ev[MAXEV];
+    loop_stats_t st;
+    struct hit h = { 0, -1, 0 };
+    int p[2], keep;
+
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(pipe2(p, O_NONBLOCK) == 0);
+    REQUIRE((keep = dup(p[0])) >= 0);
+    CHECK_EQ(loop_add_reader(loop, p[0], NULL, NULL), 0);
+    close(p[0]);
+    CHECK_EQ(loop_remove_reader(loop, p[0]), 1);
+    REQUIRE(write(p[1], "x", 1) == 1);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);   /* stale: ignored */
+    REQUIRE(dup2(keep, p[0]) == p[0]);
+    CHECK_EQ(loop_add_reader(loop, p[0], io_cb, &h), 0);
+    CHECK_EQ(loop_run_once(loop, 1000, ev, MAXEV), 0);
+    CHECK_EQ(h.calls, 1);
+    CHECK_EQ(h.mask, LOOP_READABLE);
+    loop_stats(loop, &st);
+    CHECK_EQ(st.events_dropped, 0);
+    CHECK_EQ(loop_remove_reader(loop, p[0]), 1);
+    loop_free(loop);
+    close(keep);
+    close(p[0]);
+    close(p[1]);
+}
+
 /* Each callback removes the other pipe's reader and closes it: whichever
  * runs first, the other must not be called with a stale slot. */
 static int pa[2], pb[2];
@@ -454,6 +489,7 @@ int main(void)
     RUN(test_remove_return_values);
     RUN(test_add_errors);
     RUN(test_reopened_fd);
+    RUN(test_registration_left_in_epoll);
     RUN(test_stale_in_batch);
     RUN(test_table_grows_in_callback);
     RUN(test_close_stream_in_batch);

@@ -592,6 +592,70 @@ TEST(test_flush_error)
     close(sv[0]);
 }
 
+/* loop_stream_write_error: 0 until a write or a flush fails, then that
+ * -errno, whichever call asks (loop_write(fd, NULL, 0) says the same). */
+TEST(test_write_error)
+{
+    loop_t *loop;
+    int sv[2], p[2], i;
+    int64_t r;
+
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(sockpair(sv) == 0);
+    REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+    CHECK_EQ(loop_stream_write_error(NULL, sv[0]), -EBADF);
+    CHECK_EQ(loop_stream_write_error(loop, -1), -EBADF);
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), -EBADF);   /* not a stream */
+    CHECK_EQ(loop_add_reader(loop, sv[0], NULL, NULL), 0);
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), -EBADF);   /* a watcher */
+    CHECK_EQ(loop_remove_reader(loop, sv[0]), 1);
+    CHECK_EQ(loop_stream_open(loop, sv[0], LOOP_STREAM_SOCKET), 0);
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), 0);
+    CHECK_EQ(loop_write(loop, sv[0], NULL, 1), -EFAULT);   /* not a failure */
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), 0);
+
+    /* buffered bytes are not an error */
+    fill_until_buffered(loop, sv[0], 0);
+    CHECK(loop_write_buffer_size(loop, sv[0]) > 0);
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), 0);
+    CHECK_EQ(loop_write(loop, sv[0], NULL, 0), loop_write_buffer_size(loop, sv[0]));
+
+    /* a failed flush: the event's errno, stored */
+    close(sv[1]);
+    nlog = 0;
+    for (i = 0; i < 10 && find_ev(LOOP_EV_ERROR, sv[0]) < 0; i++)
+        step(loop, 1000, MAXEV);
+    REQUIRE(find_ev(LOOP_EV_ERROR, sv[0]) >= 0);
+    r = evlog[find_ev(LOOP_EV_ERROR, sv[0])].a;
+    CHECK(r == EPIPE || r == ECONNRESET);
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), -r);
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), -r);   /* not cleared */
+    CHECK_EQ(loop_write(loop, sv[0], NULL, 0), -r);
+    CHECK_EQ(loop_write(loop, sv[0], "x", 1), -r);
+    CHECK_EQ(loop_stream_close(loop, sv[0]), 0);
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), -EBADF);   /* forgotten */
+
+    /* a failed write on a pipe (reader gone): what loop_write returned */
+    CHECK_EQ(loop_stream_open(loop, p[1], 0), 0);
+    close(p[0]);
+    CHECK_EQ(loop_write(loop, p[1], "x", 1), -EPIPE);
+    CHECK_EQ(loop_stream_write_error(loop, p[1]), -EPIPE);
+    loop_free(loop);
+    close(sv[0]);
+    close(p[1]);
+
+    /* a shut-down write side refuses writes but did not fail */
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(sockpair(sv) == 0);
+    CHECK_EQ(loop_stream_open(loop, sv[0], LOOP_STREAM_SOCKET), 0);
+    CHECK_EQ(loop_stream_shutdown_write(loop, sv[0]), 0);
+    CHECK_EQ(loop_write(loop, sv[0], NULL, 0), -EPIPE);
+    CHECK_EQ(loop_stream_write_error(loop, sv[0]), 0);
+    loop_free(loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* shutdown_write waits for the buffer: the peer sees every byte, then EOF. */
 TEST(test_shutdown_after_drain)
 {
@@ -722,6 +786,7 @@ int main(void)
     RUN(test_writev_partial);
     RUN(test_write_after_peer_closed);
     RUN(test_flush_error);
+    RUN(test_write_error);
     RUN(test_shutdown_after_drain);
     RUN(test_pipe_stream_buffered);
     RUN(test_open_conflicts);

@@ -1,0 +1,127 @@
+"""The benchmark references do the work they stand for: the floor loop runs
+every loop-level workload with asyncio's order and contexts, the floor
+server and the C servers echo, and the load generator reports latencies and
+scale sweeps.  (Correctness only; speed is the benchmark's business.)"""
+import contextvars
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import workloads
+from benchmarks.floor import FloorLoop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOADGEN = os.path.join(ROOT, "build", "loadgen")
+EPOLL_ECHO = os.path.join(ROOT, "build", "epoll_echo")
+ECHO_SERVER = os.path.join(ROOT, "build", "echo_server")
+
+
+@pytest.fixture
+def floor_loop():
+    loop = FloorLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.mark.parametrize("fn,kwargs,expected", [
+    (workloads.call_soon_chain_round, {"n": 1000}, 1000),
+    (workloads.call_soon_burst_round, {"n": 1000}, 1000),
+    (workloads.call_later_timers_round, {"n": 1000}, 1000),
+    (workloads.tasks_sleep0_round, {"ntasks": 100, "nsleeps": 3}, 300),
+    (workloads.future_pingpong_round, {"n": 100}, 200),
+    (workloads.call_soon_threadsafe_round, {"n": 2000, "nthreads": 2}, 2000),
+])
+def test_floor_loop_runs_the_loop_workloads(floor_loop, fn, kwargs, expected):
+    assert fn(floor_loop, **kwargs) == expected
+
+
+def test_floor_loop_order_and_contexts(floor_loop):
+    var = contextvars.ContextVar("var", default="outer")
+    seen = []
+
+    def record(tag):
+        seen.append((tag, var.get()))
+        var.set("changed")          # in the callback's own copy only
+
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "given")
+    floor_loop.call_later(0.002, record, "late")
+    floor_loop.call_later(0.001, record, "early")
+    floor_loop.call_soon(record, "first")
+    floor_loop.call_soon(record, "second", context=ctx)
+    floor_loop.call_soon(record, "cancelled").cancel()
+    floor_loop.run_until_complete(floor_loop.create_task(_sleep(0.01)))
+    assert seen == [("first", "outer"), ("second", "given"),
+                    ("early", "outer"), ("late", "outer")]
+    assert var.get() == "outer"
+
+
+async def _sleep(delay):
+    import asyncio
+    await asyncio.sleep(delay)
+
+
+def _start(argv):
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    words = proc.stdout.readline().split()
+    assert words[:1] == ["listening"], proc.stderr.read()
+    return proc, (words[1], int(words[2]))
+
+
+def _stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0, proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def test_floor_server_echoes():
+    pytest.importorskip("py_async_lib._casyncio")
+    proc, address = _start([sys.executable, "-m", "benchmarks.floor_server"])
+    try:
+        with socket.create_connection(address, timeout=10) as c:
+            for payload in (b"hello", b"x" * 100_000):
+                c.sendall(payload)
+                got = b""
+                while len(got) < len(payload):
+                    chunk = c.recv(1 << 20)
+                    assert chunk
+                    got += chunk
+                assert got == payload
+    finally:
+        _stop(proc)
+
+
+def _loadgen(*args):
+    out = subprocess.run([LOADGEN, *args], capture_output=True, text=True,
+                         input="go\n", timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+@pytest.mark.skipif(not all(os.access(p, os.X_OK) for p in (LOADGEN, EPOLL_ECHO,
+                                                            ECHO_SERVER)),
+                    reason="make loadgen examples first")
+@pytest.mark.parametrize("server", [EPOLL_ECHO, ECHO_SERVER])
+def test_loadgen_reports_latency_and_scale_sweeps(server):
+    proc, (host, port) = _start([server])
+    try:
+        (rep,) = _loadgen("-H", host, "-p", str(port), "-c", "4", "-d", "0.2",
+                          "-w", "0.1", "--verify")
+        assert rep["errors"] == 0 and rep["requests"] > 0
+        assert rep["all_requests"] >= rep["requests"] + rep["warmup_requests"]
+        assert 0 < rep["p50_us"] <= rep["p99_us"]
+        ready, rep = _loadgen("-H", host, "-p", str(port), "--scale", "-c", "200",
+                              "-s", "512", "-d", "0.1", "--verify")
+        assert ready == {"phase": "ready"}
+        assert rep["mode"] == "scale" and rep["errors"] == 0
+        assert rep["sweeps"] >= 3 and rep["requests"] == 200 * rep["sweeps"]
+        assert 0 < rep["sweep_ms_best"] <= rep["sweep_ms_median"]
+    finally:
+        _stop(proc)
