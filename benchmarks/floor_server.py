@@ -111,7 +111,7 @@ class FloorServer:
         entry[1].connection_lost(None)
 
     def serve(self) -> None:
-        run_once = lib.loop_run_once
+        run_once = lib.pyal_run_once   # loop_run_once, the GIL let go only to wait
         cloop, events, ints, arena, conns = (self.cloop, self.events, self.ints,
                                              self.arena, self.conns)
         DATA, IO = lib.LOOP_EV_DATA, lib.LOOP_EV_IO

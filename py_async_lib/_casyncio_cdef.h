@@ -4,6 +4,8 @@
  * declared `const char *` (not `const void *`) so that cffi passes a `bytes`
  * argument without a copy.  Kept in step with casyncio.h by hand: the
  * compiler checks every call against the real header when the module builds.
+ * Only what Python calls is declared (loop_timer_count for the tests); the
+ * rest of the API is for C programs and the C tests, which use casyncio.h.
  */
 typedef struct loop loop_t;
 typedef void (*loop_cb)(loop_t *loop, void *data);
@@ -53,15 +55,15 @@ typedef struct loop_stats {
 
 int loop_new(loop_t **out);
 void loop_free(loop_t *loop);
-double loop_time(const loop_t *loop);
-int loop_run_once(loop_t *loop, int timeout_ms, loop_event_t *events, int max);
+/* loop_run_once() releasing the GIL only when it may block (build_ffi.py):
+ * the other calls keep the GIL. */
+int pyal_run_once(loop_t *loop, int timeout_ms, loop_event_t *events, int max);
 const int64_t *loop_poll_hint(const loop_t *loop);
 int loop_wakeup(loop_t *loop);
 void loop_stats(const loop_t *loop, loop_stats_t *out);   /* a macro in C */
 void loop_stats_resume(loop_t *loop);
 void loop_stats_pause(loop_t *loop);
 
-int64_t loop_call_later(loop_t *loop, double delay, loop_cb fn, void *data);
 int64_t loop_call_at(loop_t *loop, double when, loop_cb fn, void *data);
 int loop_timer_cancel(loop_t *loop, int64_t id);
 size_t loop_timer_count(const loop_t *loop);
@@ -75,7 +77,6 @@ int loop_stream_open(loop_t *loop, int fd, int flags);
 int loop_stream_close(loop_t *loop, int fd);
 int loop_stream_read_start(loop_t *loop, int fd);
 int loop_stream_read_stop(loop_t *loop, int fd);
-int loop_stream_set_read_size(loop_t *loop, int fd, size_t size);
 int loop_stream_read_by_caller(loop_t *loop, int fd, int on);
 int64_t loop_write(loop_t *loop, int fd, const char *buf, size_t len);
 int64_t loop_writev(loop_t *loop, int fd, const void *const *bufs,
@@ -87,4 +88,3 @@ int loop_stream_shutdown_write(loop_t *loop, int fd);
 void loop_read_arena(loop_t *loop, char **base, size_t *size);
 
 int loop_child_watch(loop_t *loop, pid_t pid, loop_child_cb fn, void *data);
-int loop_child_unwatch(loop_t *loop, pid_t pid);

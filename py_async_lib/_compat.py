@@ -166,6 +166,12 @@ def unix_policy_watcher(policy):
 BaseEventLoop = _take(base_events, "BaseEventLoop", "the loop's base class")
 Handle = _take(events, "Handle", "the handles' base class")
 TimerHandle = _take(events, "TimerHandle", "the timers' base class")
+# 3.14+: call_soon_threadsafe()'s handles, whose cancel() and _run() share a
+# lock (a cancel() from another thread either comes first or not at all).
+# None before 3.14.
+_tsh = _maybe(events, "_ThreadSafeHandle")
+ThreadSafeHandle = None if _tsh is _MISSING else _tsh
+del _tsh
 FlowControlMixin = _take(transports, "_FlowControlMixin",
                          "the transports' write flow control")
 BaseSubprocessTransport = _take(base_subprocess, "BaseSubprocessTransport",

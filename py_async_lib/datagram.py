@@ -15,11 +15,10 @@ from asyncio import transports
 
 from . import _compat
 from ._compat import logger
-from .transports import TransportBase
+from .transports import BYTES_LIKE, TransportBase
 
 __all__ = ["DatagramTransport", "DatagramMethods"]
 
-_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 # From 3.13 on asyncio sends empty datagrams, and counts 8 bytes of header
 # per queued datagram in the write buffer size (so that a queue of empty
@@ -125,7 +124,7 @@ class DatagramTransport(TransportBase, transports.DatagramTransport):
         return self._buffer_size
 
     def sendto(self, data, addr=None):
-        if not isinstance(data, _BYTES_LIKE):
+        if not isinstance(data, BYTES_LIKE):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
         if not data and not _SEND_EMPTY:

@@ -19,19 +19,12 @@ import errno
 import os
 import stat
 
-from . import _compat
-from ._binding import ffi, lib, os_error
+from ._binding import EV_DRAINED, EV_EOF, EV_ERROR, EV_RESUME
+from ._binding import lib, os_error
 from ._compat import logger
 from .transports import StreamTransport
 
 __all__ = ["ReadPipeTransport", "WritePipeTransport"]
-
-_EV_EOF = lib.LOOP_EV_EOF
-_EV_ERROR = lib.LOOP_EV_ERROR
-_EV_DRAINED = lib.LOOP_EV_DRAINED
-_EV_RESUME = lib.LOOP_EV_RESUME
-
-_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 class _PipeTransport(StreamTransport):
@@ -109,9 +102,9 @@ class ReadPipeTransport(_PipeTransport):
         return ["polling" if self.is_reading() else "idle"]
 
     def _on_stream_event(self, kind, arg):
-        if kind == _EV_EOF:
+        if kind == EV_EOF:
             self._on_eof()
-        elif kind == _EV_ERROR:
+        elif kind == EV_ERROR:
             self._fatal_error(os_error(-arg),
                               "Fatal read error on pipe transport")
 
@@ -188,11 +181,11 @@ class WritePipeTransport(_PipeTransport):
         self._peer_closed()
 
     def _on_stream_event(self, kind, arg):
-        if kind == _EV_DRAINED:
+        if kind == EV_DRAINED:
             self._on_drained()
-        elif kind == _EV_RESUME:
+        elif kind == EV_RESUME:
             self._maybe_resume_protocol()
-        elif kind == _EV_EOF or kind == _EV_ERROR:
+        elif kind == EV_EOF or kind == EV_ERROR:
             # EOF or a failed read (EBADF on the write end of a pipe): the
             # other end closed.  An error can also be a failed flush, which
             # _peer_closed() finds.
@@ -206,8 +199,7 @@ class WritePipeTransport(_PipeTransport):
             # buffer: report that error, as the write did.
             err = lib.loop_stream_write_error(self._cloop, self._fd)
             if err < 0:
-                self._fatal_error(os_error(err),
-                                  "Fatal write error on pipe transport")
+                self._fatal_error(os_error(err), self._write_error)
                 return
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
@@ -218,34 +210,16 @@ class WritePipeTransport(_PipeTransport):
 
     # ---- writing ---------------------------------------------------------
 
-    def write(self, data):
-        if not isinstance(data, _BYTES_LIKE):
-            raise TypeError(f"data argument must be a bytes-like object, "
-                            f"not {type(data).__name__!r}")
-        if type(data) is not bytes:
-            data = ffi.from_buffer(data)
-        if not len(data):
-            return
-        if self._conn_lost or self._closing or self._fd < 0:
-            if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("pipe closed by peer or "
-                               "os.write(pipe, data) raised exception.")
-            self._conn_lost += 1
-            return
-        size = lib.loop_write(self._cloop, self._fd, data, len(data))
-        if size > 0:
-            if self._write_context is None:
-                self._write_context = self._new_write_context()
-            if size > self._high_water and not self._protocol_paused:
-                self._maybe_pause_protocol()
-        elif size < 0:
-            self._conn_lost += 1
-            self._fatal_error(os_error(size),
-                              "Fatal write error on pipe transport")
+    # StreamTransport.write()/writelines(), with asyncio's pipe wording.
+    _write_error = "Fatal write error on pipe transport"
+    _dropped_write_warning = ("pipe closed by peer or "
+                              "os.write(pipe, data) raised exception.")
+    _closing_drops_writes = True
 
-    def writelines(self, list_of_data):
-        # One write() for all of it, as asyncio's WriteTransport does.
-        self.write(b"".join(list_of_data))
+    def _write_fatal(self, exc):
+        # As asyncio's pipe: the failed write counts as a lost one.
+        self._conn_lost += 1
+        super()._write_fatal(exc)
 
     def _on_drained(self):
         self._maybe_resume_protocol()
@@ -261,8 +235,9 @@ class WritePipeTransport(_PipeTransport):
         # the buffer has drained.
         if self._closing:
             return
+        # _closing, not _eof: later writes are dropped (counted), not
+        # refused, as asyncio's pipe does.
         self._closing = True
-        self._eof = True
         if not self.get_write_buffer_size():
             self._force_close(None)
 

@@ -125,7 +125,7 @@ class SocketMethods:
         resume_reading = transp.is_reading()
         transp.pause_reading()
         await transp._make_empty_waiter()
-        transp._suspend_stream()
+        transp._release_stream()
         try:
             return await self.sock_sendfile(transp._sock, file, offset, count,
                                             fallback=False)

@@ -24,26 +24,33 @@ import warnings
 from asyncio import protocols, transports
 
 from . import _compat
+from ._binding import EV_DRAINED, EV_EOF, EV_ERROR, EV_RESUME, WRITABLE
 from ._binding import ffi, lib, os_error
 from ._compat import logger, server_attach as _server_attach
 from ._compat import server_detach as _server_detach
 
 __all__ = ["SocketTransport"]
 
-_EV_EOF = lib.LOOP_EV_EOF
-_EV_ERROR = lib.LOOP_EV_ERROR
-_EV_DRAINED = lib.LOOP_EV_DRAINED
-_EV_RESUME = lib.LOOP_EV_RESUME
-_WRITABLE = lib.LOOP_WRITABLE
 _copy_context = contextvars.copy_context
 
-_BYTES_LIKE = (bytes, bytearray, memoryview)
+# What write() and sendto() take, as asyncio checks it.
+BYTES_LIKE = (bytes, bytearray, memoryview)
 
 # A stream's _pending when the loop reported it readable and the transport
 # reads it itself (see StreamTransport._read_by_caller).
 READ_NOW = object()
-# Reads the transport makes itself: asyncio's size.
+# Reads the transport makes itself: at most asyncio's 256 KiB, and no more
+# than the kernel holds (LOOP_EV_READABLE's count).  recv(n) allocates a
+# bytes of n and shrinks it to what came; glibc serves 128 KiB or more with a
+# fresh mmap, and shrinking and freeing such a chunk does not raise its mmap
+# threshold (freeing a large one does).  So recv(256 KiB) on a stream of
+# 64 KiB messages paid mmap, ~18 page faults, mremap and munmap per message,
+# or not, depending on whether some earlier read had happened to fill more
+# than 128 KiB (issue 12: 3x the CPU in the slow mode).  A read sized to what
+# is there is never shrunk.  When the count is unknown, 64 KiB: below the
+# smallest threshold glibc uses.
 MAX_READ = 256 * 1024
+UNKNOWN_READ = 64 * 1024
 # A loop read this large switches the stream to reads by the transport; one
 # smaller than BULK_READ_LOW switches it back.
 BULK_READ = 16 * 1024
@@ -170,6 +177,7 @@ class StreamTransport(TransportBase, transports.Transport):
     _cloop = None
     _fd = -1
     _by_caller = False   # see _read_by_caller
+    _read_avail = 0      # bytes the kernel holds, as the loop last saw
     # The context asyncio's writer handle would have: that of the write()
     # that found the out-buffer empty.  None while the buffer is empty.
     _write_context = None
@@ -227,15 +235,10 @@ class StreamTransport(TransportBase, transports.Transport):
             raise os_error(rc)
         self._cloop = loop._cloop
         self._fd = fd
-        loop._streams[fd] = self
+        loop._stream_opened(fd, self)
         self._push_write_limits()
         if self._by_caller:
             lib.loop_stream_read_by_caller(self._cloop, fd, 1)
-
-    def _suspend_stream(self):
-        """Takes the fd back from the C loop while the socket is used
-        directly (sendfile); the out-buffer is empty by then."""
-        self._release_stream()
 
     def _resume_stream(self):
         if self._sock is None or self._conn_lost or self._fd >= 0:
@@ -244,13 +247,15 @@ class StreamTransport(TransportBase, transports.Transport):
         self._start_reading()
 
     def _release_stream(self):
-        """Takes the fd out of the C loop (dropping unsent bytes)."""
+        """Takes the fd out of the C loop (dropping unsent bytes).  Also
+        while sendfile uses the socket directly (the out-buffer is empty
+        then); _resume_stream() gives it back."""
         fd = self._fd
         if fd >= 0:
             self._fd = -1
             if self._cloop is not None:
                 lib.loop_stream_close(self._cloop, fd)
-                self._loop._streams.pop(fd, None)
+                self._loop._stream_closed(fd)
         self._pending = None
         self._write_context = None
 
@@ -280,7 +285,7 @@ class StreamTransport(TransportBase, transports.Transport):
         # Each event is handled in the context asyncio's reader or writer
         # handle would run it in: EOF and read errors (side is
         # LOOP_READABLE) in the read handle's, the rest in the writer's.
-        if kind == _EV_DRAINED:
+        if kind == EV_DRAINED:
             context = self._write_context
             # asyncio drops its writer when the buffer empties: the next
             # write that buffers brings its own context.
@@ -293,9 +298,9 @@ class StreamTransport(TransportBase, transports.Transport):
             if not (self._closing or self._protocol_paused or
                     self._empty_waiter is not None):
                 return
-        elif kind == _EV_RESUME:
+        elif kind == EV_RESUME:
             context = self._write_context
-        elif kind == _EV_ERROR and side == _WRITABLE:
+        elif kind == EV_ERROR and side == WRITABLE:
             context = self._write_context
             self._write_context = None   # the buffer is dropped
             if self._pending is READ_NOW:
@@ -308,14 +313,14 @@ class StreamTransport(TransportBase, transports.Transport):
         self._loop._call_soon(self._on_stream_event, (kind, arg), context)
 
     def _on_stream_event(self, kind, arg):
-        if kind == _EV_DRAINED:
+        if kind == EV_DRAINED:
             self._on_drained()
-        elif kind == _EV_RESUME:
+        elif kind == EV_RESUME:
             self._maybe_resume_protocol()
             self._maybe_finish_close()
-        elif kind == _EV_EOF:
+        elif kind == EV_EOF:
             self._on_eof()
-        elif kind == _EV_ERROR:
+        elif kind == EV_ERROR:
             self._fatal_error(os_error(-arg), "Fatal error on socket transport")
 
     # ---- reading -----------------------------------------------------------
@@ -336,8 +341,37 @@ class StreamTransport(TransportBase, transports.Transport):
                                               self._loop, self._context)
             if self._pending is not None:
                 # Bytes read before the pause are delivered first.
-                self._loop._ready.append(self._read_handle)
+                self._loop._call_soon(self._read_ready, (),
+                                      self._read_handle._context)
         super().resume_reading()
+
+    # What the loop reports (see BaseLoop._dispatch): True when the read
+    # handle is to be queued, that is when nothing was pending.
+
+    def _data_read(self, data, size):
+        """The C loop read `data` (size bytes) for this stream
+        (LOOP_EV_DATA)."""
+        if size >= BULK_READ:
+            self._read_by_caller(True)
+        pending = self._pending
+        if pending is None:
+            self._pending = data
+            return True
+        if pending is READ_NOW:
+            # Queued when the reads were ours: the loop's read is the data.
+            self._pending = data
+        else:
+            self._pending = pending + data
+        return False
+
+    def _readable(self, nbytes):
+        """The stream is readable and the read is ours (LOOP_EV_READABLE);
+        the kernel holds nbytes (0: unknown)."""
+        if self._pending is not None:
+            return False
+        self._pending = READ_NOW
+        self._read_avail = nbytes
+        return True
 
     def _read_ready(self):
         data = self._pending
@@ -385,8 +419,13 @@ class StreamTransport(TransportBase, transports.Transport):
         and on a read error (fatal)."""
         try:
             if into is None:
-                got = self._sock.recv(MAX_READ) if self._is_socket else \
-                    os.read(self._sock_fd, MAX_READ)
+                size = self._read_avail
+                if size <= 0:
+                    size = UNKNOWN_READ
+                elif size > MAX_READ:
+                    size = MAX_READ
+                got = self._sock.recv(size) if self._is_socket else \
+                    os.read(self._sock_fd, size)
             else:
                 got = self._sock.recv_into(into) if self._is_socket else \
                     os.readv(self._sock_fd, [into])
@@ -483,34 +522,28 @@ class StreamTransport(TransportBase, transports.Transport):
 
     # ---- writing -----------------------------------------------------------
 
+    # The one write path of every stream transport (write_pipe's too): the
+    # same checks, warning and error handling for write() and writelines().
+    # What differs is said by three class attributes: asyncio's socket
+    # transport's words here, its pipe transport's in pipes.py.
+    _write_error = "Fatal write error on socket transport"
+    _dropped_write_warning = "socket.send() raised exception."
+    # A closing socket transport still sends what is written before the
+    # close completes; a closing pipe drops it, as asyncio's does.
+    _closing_drops_writes = False
+
     def write(self, data):
         if type(data) is not bytes:
-            if not isinstance(data, _BYTES_LIKE):
-                raise TypeError(f"data argument must be a bytes-like object, "
-                                f"not {type(data).__name__!r}")
-            try:
-                data = ffi.from_buffer(data)
-            except BufferError as exc:
-                # A memoryview that is not C-contiguous.  asyncio's send()
-                # of it fails, a fatal write error, when nothing is
-                # buffered; otherwise it buffers the view's bytes.
-                if (not self._eof and self._empty_waiter is None and data
-                        and not self._conn_lost and self._fd >= 0
-                        and not self.get_write_buffer_size()):
-                    self._fatal_error(
-                        exc, "Fatal write error on socket transport")
-                    return
-                data = data.tobytes()
-        if self._eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to write; sendfile is in progress")
+            data = self._write_buffer(data)
+            if data is None:
+                return
+        if self._eof or self._empty_waiter is not None:
+            self._refuse_write("write")
         if not len(data):
             return
-        if self._conn_lost or self._fd < 0:
-            if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+        if (self._conn_lost or self._fd < 0 or
+                (self._closing and self._closing_drops_writes)):
+            self._drop_write()
             return
         size = _loop_write(self._cloop, self._fd, data, len(data))
         if size > 0:
@@ -519,8 +552,7 @@ class StreamTransport(TransportBase, transports.Transport):
             if size > self._high_water and not self._protocol_paused:
                 self._maybe_pause_protocol()
         elif size < 0:
-            self._fatal_error(os_error(size),
-                              "Fatal write error on socket transport")
+            self._write_fatal(os_error(size))
 
     def _new_write_context(self):
         """The context of the writer handle asyncio adds now: the
@@ -531,7 +563,7 @@ class StreamTransport(TransportBase, transports.Transport):
         # asyncio's is write(b"".join(list_of_data)): the same checks here,
         # then one writev() instead of the join.
         chunks = list(list_of_data)
-        if len(chunks) < 2 or self._conn_lost or self._fd < 0:
+        if len(chunks) < 2 or self._writes_dropped():
             self.write(b"".join(chunks))
             if _WRITELINES_READDS_WRITER and self._write_context is not None:
                 self._write_context = self._new_write_context()
@@ -546,10 +578,8 @@ class StreamTransport(TransportBase, transports.Transport):
                     raise TypeError(f"sequence item {i}: expected a "
                                     f"bytes-like object, {type(d).__name__} "
                                     f"found")
-        if self._eof:
-            raise RuntimeError("Cannot call writelines() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to writelines; sendfile is in progress")
+        if self._eof or self._empty_waiter is not None:
+            self._refuse_write("writelines")
         views = [ffi.from_buffer(d) for d in chunks]  # kept alive for the call
         bufs = ffi.new("void *[]", views)
         lens = ffi.new("size_t[]", [len(v) for v in views])
@@ -560,8 +590,45 @@ class StreamTransport(TransportBase, transports.Transport):
             if size > self._high_water and not self._protocol_paused:
                 self._maybe_pause_protocol()
         elif size < 0:
-            self._fatal_error(os_error(size),
-                              "Fatal write error on socket transport")
+            self._write_fatal(os_error(size))
+
+    def _write_buffer(self, data):
+        """What write() was given (not bytes) as a buffer for loop_write(),
+        or None when that already failed the transport."""
+        if not isinstance(data, BYTES_LIKE):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        try:
+            return ffi.from_buffer(data)
+        except BufferError as exc:
+            # A memoryview that is not C-contiguous.  asyncio's send() of
+            # it fails, a fatal write error, when nothing is buffered;
+            # otherwise it buffers the view's bytes.
+            if (data and not self._eof and self._empty_waiter is None
+                    and not self._writes_dropped()
+                    and not self.get_write_buffer_size()):
+                self._write_fatal(exc)
+                return None
+            return data.tobytes()
+
+    def _writes_dropped(self):
+        return (self._conn_lost or self._fd < 0 or
+                (self._closing and self._closing_drops_writes))
+
+    def _refuse_write(self, what):
+        if self._eof:
+            raise RuntimeError(f"Cannot call {what}() after write_eof()")
+        raise RuntimeError(f"unable to {what}; sendfile is in progress")
+
+    def _drop_write(self):
+        # A write after the end: counted, and warned about past a few, as
+        # asyncio does.
+        if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            logger.warning(self._dropped_write_warning)
+        self._conn_lost += 1
+
+    def _write_fatal(self, exc):
+        self._fatal_error(exc, self._write_error)
 
     def get_write_buffer_size(self):
         if self._fd < 0:

@@ -898,3 +898,26 @@ def test_debug_source_traceback_ends_at_the_caller(any_loop):
         assert frame.filename == __file__
         assert frame.name == "test_debug_source_traceback_ends_at_the_caller"
         h.cancel()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_exception_in_callback_message_is_asyncios(debug):
+    # The handler's context, message included, is what asyncio's own loop
+    # gives on this Python version (3.13's Handle._run formats the callback
+    # with debug=).
+    def bad(arg):
+        raise ZeroDivisionError(arg)
+
+    def run(lp):
+        contexts = []
+        lp.set_exception_handler(lambda _, ctx: contexts.append(ctx))
+        lp.set_debug(debug)
+        lp.call_soon(bad, "x")
+        lp.call_soon(lp.stop)
+        lp.run_forever()
+        lp.close()
+        (ctx,) = contexts
+        return ctx["message"], sorted(ctx), type(ctx["exception"])
+
+    assert run(py_async_lib.new_event_loop()) == run(
+        asyncio.SelectorEventLoop())

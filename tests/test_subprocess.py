@@ -15,6 +15,8 @@ import time
 import pytest
 
 import py_async_lib
+
+from fdcheck import leaked_fds, open_fds
 from py_async_lib import processes
 
 PY = sys.executable
@@ -26,8 +28,6 @@ def run(loop, coro, timeout=60):
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
-def open_fds():
-    return set(os.listdir("/proc/self/fd"))
 
 
 def is_gone(pid):
@@ -252,8 +252,8 @@ def test_no_zombies_and_no_fds_left(loop):
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         assert is_gone(pid)
-    leaked = open_fds() - before
-    assert len(leaked) <= 1, leaked
+    leaked = leaked_fds(before)
+    assert not leaked, leaked
 
 
 def test_transport_close_kills_and_reaps(loop):
@@ -293,7 +293,7 @@ def test_child_left_running_is_reaped_after_loop_close():
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert proc._transport._proc.returncode == -signal.SIGKILL
-    assert len(open_fds() - before) <= 1
+    assert not leaked_fds(before)
 
 
 # ---- how the loop sees children exit ---------------------------------------

@@ -671,3 +671,35 @@ def test_asyncio_ps_shows_our_tasks(command):
     finally:
         child.stdin.close()
         child.wait(60)
+
+
+@pytest.mark.skipif(_compat.ThreadSafeHandle is None,
+                    reason="call_soon_threadsafe() handles take a lock "
+                           "from Python 3.14 on")
+@pytest.mark.parametrize("factory", [py_async_lib.new_event_loop,
+                                     asyncio.SelectorEventLoop])
+def test_threadsafe_handle_cancelled_under_its_lock_does_not_run(factory):
+    # 3.14's call_soon_threadsafe() handle: a cancel() from another thread
+    # that holds its lock while the loop reaches it wins, as on asyncio.
+    loop = factory()
+    try:
+        ran = []
+        handle = loop.call_soon_threadsafe(ran.append, 1)
+        assert isinstance(handle, _compat.ThreadSafeHandle)
+        locked = threading.Event()
+
+        def canceller():
+            with handle._lock:
+                locked.set()
+                # Long enough for the loop to be waiting on the lock.
+                threading.Event().wait(0.2)
+                handle.cancel()
+
+        thread = threading.Thread(target=canceller)
+        thread.start()
+        locked.wait()
+        loop.run_until_complete(asyncio.sleep(0))
+        thread.join()
+        assert ran == []
+    finally:
+        loop.close()
