@@ -13,8 +13,11 @@
 #   make valgrind   the plain test programs under valgrind
 #   make asan       build/asan/libcasyncio.so
 #   make check      the whole test suite: C unit tests (plain, ASan+UBSan,
-#                   valgrind), pytest, then pytest again on the ASan build
-#                   (make asan-pytest)
+#                   valgrind), make check-python, then pytest again on the
+#                   ASan build (make asan-pytest)
+#   make check-python PYTHON=python3.X  the suite on one interpreter: its
+#                   cffi module, pytest, CPython's test.test_asyncio on our
+#                   loop (tests/cpython/whole_suite.py)
 #   make asan-pytest pytest (less the soak tests) on build/asan/libcasyncio.so
 #   make fuzz       the libFuzzer harnesses, FUZZ_SECONDS (60) each (clang)
 #   make fuzz-smoke the same, 10 s each
@@ -64,8 +67,8 @@ TEST_BINS := $(addprefix build/tests/,$(TESTS))
 ASAN_BINS := $(addprefix build/asan/tests/,$(TESTS))
 TEST_HDRS := tests/c/ctest.h $(LIBDIR)/casyncio.h
 
-.PHONY: all lib ffi asan ctest ctest-asan valgrind check clean examples \
-        install uninstall soname FORCE
+.PHONY: all lib ffi asan ctest ctest-asan valgrind check check-python clean \
+        examples install uninstall soname FORCE
 
 all: lib ffi loadgen examples
 
@@ -186,8 +189,20 @@ valgrind: $(TEST_BINS)
 # The README's test command.  `python -m pytest` from the repository root
 # imports the package built in place by `make`.
 check: ctest ctest-asan valgrind
-	$(PYTHON) -m pytest -q
+	$(MAKE) --no-print-directory check-python
 	$(MAKE) --no-print-directory asan-pytest
+
+# The suite on one interpreter (.ci/run: every Python from 3.11 to 3.15):
+# the cffi module for PYTHON (each version's file has its own name, all of
+# them share py_async_lib/libcasyncio.so), pytest, then CPython's whole
+# test.test_asyncio of PYTHON on our loop.  Both run; either failing fails.
+check-python: lib
+	$(MAKE) --no-print-directory ffi PYTHON=$(PYTHON)
+	@status=0; \
+	echo "$(PYTHON) -m pytest -q"; $(PYTHON) -m pytest -q || status=1; \
+	echo "$(PYTHON) tests/cpython/whole_suite.py"; \
+	$(PYTHON) tests/cpython/whole_suite.py || status=1; \
+	exit $$status
 
 clean:
 	rm -rf build $(LIB) $(LIBDIR)/$(SONAME) py_async_lib/libcasyncio.so* \

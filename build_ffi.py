@@ -58,8 +58,12 @@ ffibuilder.set_source(
 
 
 def build_in_place():
-    """Compiles the module under build/ffi and copies it into py_async_lib/."""
-    tmpdir = os.path.join(HERE, "build", "ffi")
+    """Compiles the module under build/ffi/<python> and copies it into
+    py_async_lib/.  Each interpreter has its own build directory (its object
+    file is compiled against its own Python.h) and its own module name
+    (_casyncio.cpython-311-..., -314-...), so the builds of several Pythons
+    coexist in one tree and all share py_async_lib/libcasyncio.so."""
+    tmpdir = os.path.join(HERE, "build", "ffi", sys.implementation.cache_tag)
     built = ffibuilder.compile(tmpdir=tmpdir, verbose=False)
     dest = os.path.join(HERE, "py_async_lib", os.path.basename(built))
     shutil.copy2(built, dest)

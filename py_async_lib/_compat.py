@@ -105,6 +105,8 @@ UnixDefaultEventLoopPolicy = _maybe(unix_events,
 # its caller's line, where asyncio's would.
 _set_policy = _maybe(events, "_set_event_loop_policy"
                      if POLICIES_DEPRECATED else "set_event_loop_policy")
+_get_policy = _maybe(events, "_get_event_loop_policy"
+                     if POLICIES_DEPRECATED else "get_event_loop_policy")
 HAS_POLICIES = (UnixDefaultEventLoopPolicy is not _MISSING
                 and _set_policy is not _MISSING
                 and _maybe(events, "_event_loop_policy") is not _MISSING)
@@ -123,6 +125,12 @@ else:
 def set_event_loop_policy(policy):
     """asyncio.set_event_loop_policy(), without its 3.14 warning."""
     _set_policy(policy)
+
+
+def get_event_loop_policy():
+    """asyncio.get_event_loop_policy() (which makes the default policy if
+    there is none), without its 3.14 warning."""
+    return _get_policy()
 
 
 def current_policy():

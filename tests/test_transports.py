@@ -1,5 +1,6 @@
 """TCP and Unix stream transports, servers, streams and sock_*() methods."""
 import asyncio
+import errno
 import gc
 import os
 import resource
@@ -596,6 +597,85 @@ def test_sock_sendfile(loop, tmp_path):
             assert await send == 200_000
             assert f.tell() == 201_000
         assert bytes(got) == payload[1000:201_000]
+        a.close()
+        b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def _full_socketpair():
+    """A non-blocking socket pair whose first socket cannot send more."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        while True:
+            a.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    return a, b
+
+
+def _drain(sock):
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def test_sock_sendfile_cancelled_leaves_no_writer(any_loop, tmp_path):
+    # CPython checks this through the selector loop's _selector
+    # (test_unix_events.SelectorEventLoopUnixSockSendfileTests); this
+    # asks remove_writer(), which says whether a writer was registered.
+    loop = any_loop
+    path = tmp_path / "f"
+    path.write_bytes(b"y" * 100_000)
+
+    async def main():
+        a, b = _full_socketpair()
+        with open(path, "rb") as f:
+            send = asyncio.ensure_future(loop.sock_sendfile(a, f))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert not send.done()
+            send.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await send
+        assert loop.remove_writer(a) is False
+        a.close()
+        b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_sock_sendfile_failing_leaves_no_writer(any_loop, tmp_path,
+                                                monkeypatch):
+    loop = any_loop
+    path = tmp_path / "f"
+    path.write_bytes(b"y" * 100_000)
+    error = OSError(errno.EIO, "injected")
+    calls = []
+
+    def sendfile(out_fd, in_fd, offset, count):
+        calls.append(offset)
+        if len(calls) == 1:
+            return os.write(out_fd, b"y")  # one byte sent, then it fails
+        raise error
+
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        with open(path, "rb") as f:
+            monkeypatch.setattr(os, "sendfile", sendfile)
+            with pytest.raises(OSError) as info:
+                await loop.sock_sendfile(a, f, fallback=False)
+            monkeypatch.undo()
+            assert info.value is error
+            assert f.tell() == 1
+        assert loop.remove_writer(a) is False
+        _drain(b)
         a.close()
         b.close()
 

@@ -1,27 +1,20 @@
-"""Runs CPython's own asyncio test modules (test.test_asyncio) with
-py_async_lib's loop in place of the stdlib one.
+"""CPython's own asyncio tests (test.test_asyncio) run on py_async_lib's
+loop through whole_suite.py, one process per module (make check-python);
+test_cpython_harness.py checks that they do.
 
-Every loop those tests create through asyncio (new_event_loop(), asyncio.run,
-asyncio.Runner, IsolatedAsyncioTestCase, the default policy the modules reset
-to in tearDownModule) comes from our policy.  Tests that build the mock-clock
-test_utils.TestLoop on purpose keep it: they test tasks and futures against
-virtual time, not an event loop.
+This conftest makes every loop the tests here create through asyncio ours
+(our_loop.substitute_default_loop(), the substitution whole_suite.py uses).
 """
-import asyncio
-
 import pytest
 
-import py_async_lib
+from our_loop import default_policy_is_ours, substitute_default_loop
 
-asyncio.DefaultEventLoopPolicy = py_async_lib.EventLoopPolicy
-asyncio.set_event_loop_policy(py_async_lib.EventLoopPolicy())
+substitute_default_loop()
 
 
 @pytest.fixture(autouse=True)
 def _our_policy():
     # A module's tearDownModule may have reset the policy to None; the next
-    # get_event_loop_policy() then builds asyncio.DefaultEventLoopPolicy,
-    # which is ours.
+    # one asyncio makes is then ours again.
     yield
-    assert isinstance(asyncio.get_event_loop_policy(),
-                      py_async_lib.EventLoopPolicy)
+    assert default_policy_is_ours()
