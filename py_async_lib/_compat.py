@@ -18,6 +18,7 @@ and run tests/test_compat.py, which checks that every attribute the borrowed
 methods use on `self` exists on our loop.
 """
 import asyncio
+import inspect
 import selectors
 import sys
 
@@ -181,18 +182,22 @@ SSLProtocol = _take(sslproto, "SSLProtocol", "TLS transports")
 TransportSocket = _take(trsock, "TransportSocket",
                         "get_extra_info('socket')")
 
-# Our Handle/TimerHandle constructors set asyncio's slots themselves.
+# Our Handle/TimerHandle constructors set every slot of asyncio's handles
+# themselves: a slot asyncio lacks, or one it added that they would leave
+# unset, is an import error here rather than an AttributeError in some later
+# callback.
 HANDLE_SLOTS = ("_context", "_loop", "_callback", "_args", "_cancelled",
                 "_repr", "_source_traceback")
 TIMER_HANDLE_SLOTS = ("_when", "_scheduled")
 for _cls, _names in ((Handle, HANDLE_SLOTS),
                      (TimerHandle, TIMER_HANDLE_SLOTS)):
-    for _name in _names:
-        if _name not in _cls.__slots__:
-            raise CompatError(
-                f"py_async_lib does not support Python {PYTHON}: it sets "
-                f"{_cls.__module__}.{_cls.__name__}.{_name}, a slot this "
-                f"Python's asyncio does not have")
+    _theirs = set(_cls.__slots__) - {"__weakref__"}
+    if _theirs != set(_names):
+        raise CompatError(
+            f"py_async_lib does not support Python {PYTHON}: its handles set "
+            f"{sorted(_names)}, and {_cls.__module__}.{_cls.__name__} has the "
+            f"slots {sorted(_theirs)}")
+del _theirs
 
 # ---- functions and constants ----------------------------------------------
 get_running_loop_or_none = _take(events, "_get_running_loop", "run()")
@@ -205,6 +210,10 @@ set_result_unless_cancelled = _take(futures, "_set_result_unless_cancelled",
 extract_stack = _take(format_helpers, "extract_stack", "debug tracebacks")
 format_callback_source = _take(format_helpers, "_format_callback_source",
                                "callback error messages")
+# 3.13's Handle._run passes debug= to _format_callback_source (read from
+# its signature, which is what a backport would change).
+FORMAT_CALLBACK_TAKES_DEBUG = "debug" in inspect.signature(
+    format_callback_source).parameters
 fileobj_to_fd = _take(selectors, "_fileobj_to_fd", "fd watchers")
 LOG_THRESHOLD_FOR_CONNLOST_WRITES = _take(
     constants, "LOG_THRESHOLD_FOR_CONNLOST_WRITES", "writes after close")

@@ -385,8 +385,9 @@ class BaseLoop(_compat.BaseEventLoop):
         running the handle of bytes the C loop read (LOOP_EV_DATA) right
         here is the same order and saves the trip through the queue; what
         such a handle schedules belongs to the next iteration, so it is set
-        aside and queued after this iteration's handles.  Returns how many handles were set aside so (at the end of
-        _ready, not to run in this iteration).
+        aside and queued after this iteration's handles.  Returns how many
+        handles were set aside so (at the end of _ready, not to run in this
+        iteration).
         """
         ints = self._event_ints[:n * EVENT_INTS].tolist()
         return self._route(ints, 0,

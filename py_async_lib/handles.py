@@ -2,7 +2,6 @@
 repr, same cancel()), with a constructor that does less on the hot path, and
 a TimerHandle that remembers its id in the C timer heap."""
 import contextvars
-import inspect
 import sys
 
 from . import _compat
@@ -11,21 +10,6 @@ __all__ = ["Handle", "TimerHandle", "report_callback_exception"]
 
 _copy_context = contextvars.copy_context
 _extract_stack = _compat.extract_stack
-
-# The constructors below set every slot of asyncio's handles themselves: a
-# Python version that adds one would leave it unset, so that is an import
-# error here rather than an AttributeError in some later callback.
-_HANDLE_SLOTS = {"_callback", "_args", "_cancelled", "_loop",
-                 "_source_traceback", "_repr", "_context"}
-_TIMER_SLOTS = {"_scheduled", "_when"}
-if (set(_compat.Handle.__slots__) - {"__weakref__"} != _HANDLE_SLOTS or
-        set(_compat.TimerHandle.__slots__) != _TIMER_SLOTS):
-    raise ImportError("asyncio's Handle/TimerHandle slots are not the ones "
-                      "py_async_lib.handles sets")
-
-# Python 3.13 made Handle._run pass debug= to _format_callback_source.
-_FORMAT_TAKES_DEBUG = "debug" in inspect.signature(
-    _compat.format_callback_source).parameters
 
 
 class Handle(_compat.Handle):
@@ -80,7 +64,7 @@ def report_callback_exception(handle, exc):
     loop's exception handler.  The loop runs callbacks inline for speed and
     calls this only on the rare error path.  The message is the one
     Handle._run builds on this Python version."""
-    if _FORMAT_TAKES_DEBUG:
+    if _compat.FORMAT_CALLBACK_TAKES_DEBUG:
         cb = _compat.format_callback_source(
             handle._callback, handle._args, debug=handle._loop.get_debug())
     else:
