@@ -59,6 +59,8 @@ void loop_free(loop_t *loop);
  * the other calls keep the GIL. */
 int pyal_run_once(loop_t *loop, int timeout_ms, loop_event_t *events, int max);
 const int64_t *loop_poll_hint(const loop_t *loop);
+/* 1 when loop_run_once(loop, 0, ...) could find something (build_ffi.py). */
+int pyal_poll_due(const loop_t *loop);
 int loop_wakeup(loop_t *loop);
 void loop_stats(const loop_t *loop, loop_stats_t *out);   /* a macro in C */
 void loop_stats_resume(loop_t *loop);
