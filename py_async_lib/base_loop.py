@@ -86,7 +86,7 @@ class BaseLoop(_compat.BaseEventLoop):
         base = ffi.new("char **")
         size = ffi.new("size_t *")
         lib.loop_read_arena(self._cloop, base, size)
-        self._arena = memoryview(ffi.buffer(base[0], size[0]))
+        self._arena = ffi.buffer(base[0], size[0])
         hint = lib.loop_poll_hint(self._cloop)
         self._poll_hint = memoryview(ffi.buffer(hint, 8 * HINT_INTS)).cast("q")
 
@@ -370,24 +370,27 @@ class BaseLoop(_compat.BaseEventLoop):
         hands it what the C loop reported and never touches its fields:
           LOOP_EV_DATA      the loop copies the bytes out of its arena (which
                             the next poll reuses) and calls
-                            transport._data_read(bytes, size)
+                            transport._data_read(bytes, size), or
+                            transport._data_now(bytes, size) (below)
           LOOP_EV_READABLE  transport._readable(nbytes): the transport reads
                             for itself
           EOF, ERROR, DRAINED, RESUME
                             transport._stream_event(kind, a, b)
         _data_read() and _readable() return True when the transport's read
-        handle (transport._read_handle) is to run: it delivers the bytes.  A
-        transport registers and unregisters its stream with _stream_opened()
-        and _stream_closed().
+        handle (transport._read_handle) is to be queued: it delivers the
+        bytes.  A transport registers and unregisters its stream with
+        _stream_opened() and _stream_closed().
 
         asyncio would queue every read handle behind the callbacks already
         ready and run it this iteration.  While nothing else is queued yet,
-        running the handle of bytes the C loop read (LOOP_EV_DATA) right
-        here is the same order and saves the trip through the queue; what
-        such a handle schedules belongs to the next iteration, so it is set
-        aside and queued after this iteration's handles.  Returns how many
-        handles were set aside so (at the end of _ready, not to run in this
-        iteration).
+        running it right here for bytes the C loop read (LOOP_EV_DATA) is
+        the same order and saves the trip through the queue: the loop then
+        calls _data_now(), which does what _data_read() and the read handle
+        would (the transport may hand the bytes to its protocol without
+        making the handle's call).  What it schedules belongs to the next
+        iteration, so it is set aside and queued after this iteration's
+        handles.  Returns how many handles were set aside so (at the end of
+        _ready, not to run in this iteration).
         """
         ints = self._event_ints[:n * EVENT_INTS].tolist()
         return self._route(ints, 0,
@@ -396,28 +399,29 @@ class BaseLoop(_compat.BaseEventLoop):
     def _route(self, ints, start, inline):
         ready = self._ready
         streams = self._streams
+        arena = self._arena
         later = []   # scheduled by read handles run inline: next iteration
         for i in range(start, len(ints), EVENT_INTS):
             kind = ints[i]
             if kind == EV_DATA:
-                stream = streams.get(ints[i + 1])
-                if stream is None:
+                try:
+                    stream = streams[ints[i + 1]]
+                except KeyError:   # closed by a callback of this batch
                     continue
                 off = ints[i + 3]
                 size = ints[i + 2]
-                data = self._arena[off:off + size].tobytes()
-                if not stream._data_read(data, size):
-                    continue
-                handle = stream._read_handle
+                # Slicing the cffi buffer makes the bytes in one step.
+                data = arena[off:off + size]
                 if not inline:
-                    ready.append(handle)
+                    if stream._data_read(data, size):
+                        ready.append(stream._read_handle)
                     continue
                 try:
-                    handle._context.run(handle._callback)
+                    stream._data_now(data, size)
                 except BaseException:
-                    # (SystemExit, KeyboardInterrupt: the read handle
-                    # catches the rest.)  The events not routed yet are
-                    # queued, as asyncio would have them.
+                    # (SystemExit, KeyboardInterrupt: the transport catches
+                    # the rest.)  The events not routed yet are queued, as
+                    # asyncio would have them.
                     later.extend(ready)
                     ready.clear()
                     self._route(ints, i + EVENT_INTS, False)
