@@ -392,26 +392,30 @@ class BaseLoop(_compat.BaseEventLoop):
         handles.  Returns how many handles were set aside so (at the end of
         _ready, not to run in this iteration).
         """
-        ints = self._event_ints[:n * EVENT_INTS].tolist()
-        return self._route(ints, 0,
+        events = iter(self._event_ints[:n * EVENT_INTS].tolist())
+        return self._route(events,
                            not self._ready and self._ready_runner is None)
 
-    def _route(self, ints, start, inline):
+    def _route(self, events, inline):
+        # events: an iterator over the event array's ints, EVENT_INTS
+        # (kind, fd, a, b) per event; what is not routed stays in it.
         ready = self._ready
         streams = self._streams
         arena = self._arena
-        later = []   # scheduled by read handles run inline: next iteration
-        for i in range(start, len(ints), EVENT_INTS):
-            kind = ints[i]
+        # What read handles run inline scheduled, for the next iteration:
+        # in _ready itself while every event so far ran inline, here once
+        # one did not.
+        later = []
+        for kind, fd, a, b in zip(events, events, events, events):
             if kind == EV_DATA:
                 try:
-                    stream = streams[ints[i + 1]]
+                    stream = streams[fd]
                 except KeyError:   # closed by a callback of this batch
                     continue
-                off = ints[i + 3]
-                size = ints[i + 2]
-                # Slicing the cffi buffer makes the bytes in one step.
-                data = arena[off:off + size]
+                # a bytes at offset b.  Slicing the cffi buffer makes the
+                # bytes in one step.
+                size = a
+                data = arena[b:b + size]
                 if not inline:
                     if stream._data_read(data, size):
                         ready.append(stream._read_handle)
@@ -424,29 +428,30 @@ class BaseLoop(_compat.BaseEventLoop):
                     # asyncio would have them.
                     later.extend(ready)
                     ready.clear()
-                    self._route(ints, i + EVENT_INTS, False)
+                    self._route(events, False)
                     ready.extend(later)
                     raise
-                if ready:
-                    later.extend(ready)
-                    ready.clear()
                 continue
-            inline = False   # a handle of this iteration gets queued
+            if inline:
+                # A handle of this iteration gets queued: it runs before
+                # those that the inline runs scheduled.
+                inline = False
+                later.extend(ready)
+                ready.clear()
             if kind == EV_READABLE:
                 # Always queued: the transport's own read must come after
                 # the stream's other events of this poll (a flush that
                 # failed took the socket's error, which the read reports).
-                stream = streams.get(ints[i + 1])
-                if stream is not None and stream._readable(ints[i + 2]):
+                stream = streams.get(fd)
+                if stream is not None and stream._readable(a):
                     ready.append(stream._read_handle)
             elif kind == EV_TIMER:
-                handle = self._timers.pop(ints[i + 2], None)
+                handle = self._timers.pop(a, None)
                 if handle is not None:
                     handle._scheduled = False
                     ready.append(handle)
             elif kind == EV_IO:
-                fd = ints[i + 1]
-                mask = ints[i + 2]
+                mask = a
                 if mask & READABLE:
                     handle = self._readers.get(fd)
                     if handle is not None:
@@ -463,17 +468,20 @@ class BaseLoop(_compat.BaseEventLoop):
                             ready.append(handle)
             elif (kind == EV_DRAINED or kind == EV_RESUME or kind == EV_EOF
                   or kind == EV_ERROR):
-                stream = streams.get(ints[i + 1])
+                stream = streams.get(fd)
                 if stream is not None:
-                    stream._stream_event(kind, ints[i + 2], ints[i + 3])
+                    stream._stream_event(kind, a, b)
             elif kind == EV_CHILD:
-                child = self._children.pop(ints[i + 1], None)
+                # fd is the pid.
+                child = self._children.pop(fd, None)
                 if child is not None:
                     # None: reaped by someone else, the status is lost.
-                    returncode = None if ints[i + 3] else ints[i + 2]
-                    self._call_soon(child[0], (ints[i + 1], returncode),
-                                    child[1])
+                    returncode = None if b else a
+                    self._call_soon(child[0], (fd, returncode), child[1])
             # No other kind exists (casyncio.h): nothing else is routed.
+        if inline:
+            # Only inline runs: all that is queued is theirs.
+            return len(ready)
         if later:
             ready.extend(later)
         return len(later)
