@@ -688,6 +688,10 @@ class NetSpec:
     #: Python-level protocol of the server ("echo", "http"); the reference
     #: servers serve the same
     protocol: str = "echo"
+    #: the asyncio API the server's user code is written against
+    #: ("protocol", "streams", "sock"): the floor column serves each with
+    #: its own floor (benchmarks/floor_server.py --api)
+    api: str = "protocol"
 
 
 
@@ -908,18 +912,18 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
              *_net(NetSpec(start_protocol_echo, size=65536))),
     Workload("echo_streams_1k", "net", "requests",
              _ECHO_DESC.format(api="start_server streams", where="TCP", size="1 KiB"),
-             *_net(NetSpec(start_streams_echo, size=1024))),
+             *_net(NetSpec(start_streams_echo, size=1024, api="streams"))),
     Workload("echo_streams_64k", "net", "requests",
              _ECHO_DESC.format(api="start_server streams", where="TCP", size="64 KiB"),
-             *_net(NetSpec(start_streams_echo, size=65536))),
+             *_net(NetSpec(start_streams_echo, size=65536, api="streams"))),
     Workload("echo_sock_1k", "net", "requests",
              _ECHO_DESC.format(api="sock_accept/sock_recv/sock_sendall", where="TCP",
                                size="1 KiB"),
-             *_net(NetSpec(start_sock_echo, size=1024))),
+             *_net(NetSpec(start_sock_echo, size=1024, api="sock"))),
     Workload("echo_sock_64k", "net", "requests",
              _ECHO_DESC.format(api="sock_accept/sock_recv/sock_sendall", where="TCP",
                                size="64 KiB"),
-             *_net(NetSpec(start_sock_echo, size=65536))),
+             *_net(NetSpec(start_sock_echo, size=65536, api="sock"))),
     Workload("echo_unix_1k", "net", "requests",
              _ECHO_DESC.format(api="asyncio.Protocol", where="a Unix socket",
                                size="1 KiB"),
