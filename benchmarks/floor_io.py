@@ -39,8 +39,11 @@ queue only what those need:
   it would block, a future and a one-shot readiness watch
   (``loop_add_reader``/``loop_add_writer`` with no callback: LOOP_EV_IO
   events), whose callback makes the syscall, removes the watch and sets the
-  result.  A cancelled wait removes its watch as its coroutine unwinds (no
-  done callback per wait).
+  result.  A socket whose ``sock_recv`` once found nothing to read is
+  waited on first from then on (as uvloop always does): a would-block
+  ``recv()`` raises, which costs as much as the rest of the wait's Python.
+  A cancelled wait removes its watch as its coroutine unwinds (no done
+  callback per wait).
 
 Futures and Tasks are asyncio's C ones, as on every loop.  Not a usable
 event loop (no Unix servers, no create_connection, no SSL, no signals, no
@@ -55,7 +58,7 @@ import asyncio
 import math
 import os
 import socket
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from py_async_lib._casyncio import ffi, lib
 
@@ -305,6 +308,7 @@ class FloorIOLoop(FloorLoop):
         self._draining: Dict[int, FloorTransport] = {}  # closed, flushing
         self._readers: Dict[int, tuple] = {}   # fd -> (callback, *args)
         self._writers: Dict[int, tuple] = {}
+        self._recv_waits_first: Set[int] = set()   # see sock_recv
 
     # ---- the iteration ------------------------------------------------------
 
@@ -457,12 +461,15 @@ class FloorIOLoop(FloorLoop):
     # ---- sock_* -------------------------------------------------------------
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
         fd = sock.fileno()
+        if fd not in self._recv_waits_first:
+            try:
+                return sock.recv(n)
+            except (BlockingIOError, InterruptedError):
+                # a would-block recv raises: 1.5 us, as much as the rest of
+                # the wait's Python; this socket is waited on first from now
+                self._recv_waits_first.add(fd)
+        fut = self.create_future()
         self._watch_reader(fd, self._recv_ready, fd, fut, sock, n)
         try:
             return await fut
