@@ -76,7 +76,7 @@ _EV_EOF, _EV_ERROR = lib.LOOP_EV_EOF, lib.LOOP_EV_ERROR
 _EV_DRAINED, _EV_RESUME = lib.LOOP_EV_DRAINED, lib.LOOP_EV_RESUME
 _EV_READABLE = lib.LOOP_EV_READABLE
 _READABLE, _WRITABLE = lib.LOOP_READABLE, lib.LOOP_WRITABLE
-_HIGH_WATER, _LOW_WATER = 64 * 1024, 16 * 1024
+_HIGH_WATER = 64 * 1024   # asyncio's; the C stream's default limits are 64/16 KiB
 #: a C read this large makes the transport read the stream itself (one copy,
 #: kernel to bytes, instead of two through the arena); one of its own reads
 #: smaller than BULK_READ_LOW gives the reads back to the C loop, whose
@@ -111,7 +111,6 @@ class FloorTransport(asyncio.Transport):
         self._reading = True
         self._writing_paused = False
         self._high = _HIGH_WATER
-        self._by_caller = False   # see _read_by_caller
 
     # ---- what the protocol calls -------------------------------------------
 
@@ -197,7 +196,7 @@ class FloorTransport(asyncio.Transport):
     # ---- what the loop hands over ------------------------------------------
 
     def _read_by_caller(self, on: bool) -> None:
-        self._by_caller = on
+        """Who reads the stream: the C loop (False) or _readable (True)."""
         lib.loop_stream_read_by_caller(self._cloop, self._fd, on)
 
     def _readable(self, nbytes: int) -> None:
