@@ -20,7 +20,6 @@ the kernel's part of each syscall is not counted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import signal
@@ -40,20 +39,11 @@ def serve(loop_name: str, api: str) -> int:
     from benchmarks.loops import get_loop_factory
 
     loop = get_loop_factory(loop_name)()
-    start = {"protocol": workloads.start_protocol_echo,
-             "streams": workloads.start_streams_echo,
-             "sock": workloads.start_sock_echo}[api]
-    stopped = loop.create_future()
-
-    async def main() -> None:
-        handle = await start()
-        loop.add_signal_handler(signal.SIGTERM, stopped.set_result, None)
-        print("listening %s %d" % handle.address, flush=True)
-        await stopped
-        await handle.aclose()
-
     try:
-        loop.run_until_complete(main())
+        workloads.serve_until_signalled(loop, {
+            "protocol": workloads.start_protocol_echo,
+            "streams": workloads.start_streams_echo,
+            "sock": workloads.start_sock_echo}[api])
     finally:
         loop.close()
     return 0

@@ -147,29 +147,13 @@ class FloorServer:
 def serve_api(api: str) -> int:
     """Run workloads.py's *api* echo server on FloorIOLoop until SIGTERM."""
     from benchmarks.floor_io import FloorIOLoop
-    from benchmarks.workloads import start_sock_echo, start_streams_echo
+    from benchmarks.workloads import (serve_until_signalled, start_sock_echo,
+                                      start_streams_echo)
 
-    start = {"streams": start_streams_echo, "sock": start_sock_echo}[api]
     loop = FloorIOLoop()
-    stopped = loop.create_future()
-
-    def stop(signum: int, frame: object) -> None:
-        # runs between two bytecodes of the loop's thread (a blocked poll
-        # returns on EINTR): as a callback of the loop
-        if not stopped.done():
-            loop.call_soon(stopped.set_result, None)
-
-    async def main() -> None:
-        handle = await start()
-        host, port = handle.address
-        print(f"listening {host} {port}", flush=True)
-        await stopped
-        await handle.aclose()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        loop.run_until_complete(main())
+        serve_until_signalled(loop, {"streams": start_streams_echo,
+                                     "sock": start_sock_echo}[api])
     finally:
         loop.close()
     return 0

@@ -21,8 +21,9 @@ against c_epoll) and what Python costs (the loops against c_casyncio).  The
 echo rows of every API (Protocol, streams, sock_*) share one C limit:
 echoing the bytes is the work, and what the API adds shows against it; each
 API has its own floor, so that ours/floor is what our loop costs beyond the
-least any Python-level loop pays for that API.  A reference that has nothing to say for a row (C servers on the
-loop-level rows, c_casyncio on HTTP) reports ``skipped``.
+least any Python-level loop pays for that API.  A reference that has
+nothing to say for a row (C servers on the loop-level rows, c_casyncio on
+HTTP) reports ``skipped``.
 """
 
 from __future__ import annotations

@@ -525,6 +525,30 @@ async def start_external(argv: Sequence[str], unix_path: Optional[str] = None) -
     return ServerHandle(address, close, pid=proc.pid)
 
 
+def serve_until_signalled(loop: asyncio.AbstractEventLoop,
+                          start: Callable[..., Any]) -> None:
+    """The other side of start_external: run start()'s TCP server on *loop*,
+    print "listening HOST PORT", and close it on SIGTERM or SIGINT."""
+    stopped = loop.create_future()
+
+    def stop(signum: int, frame: object) -> None:
+        # A Python-level handler runs in the loop's thread between two
+        # bytecodes (a poll blocked in C returns on EINTR first).
+        if not stopped.done():
+            loop.call_soon_threadsafe(stopped.set_result, None)
+
+    async def main() -> None:
+        handle = await start()
+        host, port = handle.address
+        print(f"listening {host} {port}", flush=True)
+        await stopped
+        await handle.aclose()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    loop.run_until_complete(main())
+
+
 # --------------------------------------------------------------------------
 # server-side counters
 # --------------------------------------------------------------------------
