@@ -360,7 +360,7 @@ class BaseLoop(_compat.BaseEventLoop):
             finally:
                 self._current_handle = None
 
-    def _dispatch(self, n):
+    def _dispatch(self, n, events=None):
         """Routes n events from the C loop.
 
         The loop owns the ready queue, the timers and the fd watchers: a
@@ -391,14 +391,17 @@ class BaseLoop(_compat.BaseEventLoop):
         iteration, so it is set aside and queued after this iteration's
         handles.  Returns how many handles were set aside so (at the end of
         _ready, not to run in this iteration).
-        """
-        events = iter(self._event_ints[:n * EVENT_INTS].tolist())
-        return self._route(events,
-                           not self._ready and self._ready_runner is None)
 
-    def _route(self, events, inline):
-        # events: an iterator over the event array's ints, EVENT_INTS
-        # (kind, fd, a, b) per event; what is not routed stays in it.
+        The events are read from an iterator over the array's ints,
+        EVENT_INTS (kind, fd, a, b) per event.  When an inline run raises,
+        the rest of them is queued by a call with that iterator (`events`;
+        n is then unused).
+        """
+        if events is None:
+            events = iter(self._event_ints[:n * EVENT_INTS].tolist())
+            inline = not self._ready and self._ready_runner is None
+        else:
+            inline = False
         ready = self._ready
         streams = self._streams
         arena = self._arena
@@ -428,7 +431,7 @@ class BaseLoop(_compat.BaseEventLoop):
                     # asyncio would have them.
                     later.extend(ready)
                     ready.clear()
-                    self._route(events, False)
+                    self._dispatch(0, events)
                     ready.extend(later)
                     raise
                 continue
