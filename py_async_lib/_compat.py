@@ -251,7 +251,7 @@ _take(base_events, "Server._detach", "server connection tracking")
 _SELECTOR_METHODS = (
     "sock_recvfrom", "_sock_recvfrom", "sock_recvfrom_into",
     "_sock_recvfrom_into", "_sock_read_done",
-    "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
+    "_sock_sendall", "sock_sendto", "_sock_sendto",
     "sock_connect", "_sock_connect", "_sock_connect_cb", "_sock_write_done",
     "sock_accept", "_sock_accept",
     "_accept_connection", "_accept_connection2",

@@ -7,15 +7,27 @@ second time, the loop takes asyncio's own functions for them (whatever this
 Python version has), and adds what is ours: the transports whose I/O the C
 loop does.
 """
+import contextvars
+import functools
 import os
 
 from . import _compat
+from ._binding import NULL, lib, os_error
 from ._compat import logger
+from .handles import Handle
 from .transports import SocketTransport
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover
+    ssl = None
 
 __all__ = ["SocketMethods"]
 
 _selector_start_serving = _compat.SELECTOR_START_SERVING
+_SSLSocket = ssl.SSLSocket if ssl is not None else None
+_copy_context = contextvars.copy_context
+_new_handle = object.__new__
 
 # asyncio accepts up to `backlog` connections each time the listening socket
 # is readable.  Until its transport is set up, two iterations later, every
@@ -33,49 +45,88 @@ ACCEPT_BATCH = 100
 class SocketMethods:
     """Mixin for the loop: socket methods and stream transport factories."""
 
-    # sock_recv() and sock_recv_into() behave as asyncio's, with less work
-    # per wait: the reader removes itself when it has the data, instead of
-    # a done-callback of the future doing it one callback later (asyncio's
-    # costs a functools.partial, a Handle and a remove_reader() per wait).
+    # sock_recv(), sock_recv_into() and sock_sendall() behave as asyncio's,
+    # with less work per call and per wait (issue 12): the checks are
+    # inline, and a wait registers its reader without the generic
+    # add_reader() path; the reader removes itself when it has the data,
+    # instead of a done-callback of the future doing it one callback later
+    # (asyncio's costs a functools.partial, a Handle and a remove_reader()
+    # per wait).  A cancelled wait's reader is removed by the coroutine.
 
     async def sock_recv(self, sock, n):
-        self._check_sock(sock)
+        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
         try:
             return sock.recv(n)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._sock_read_when_ready(sock, sock.recv, n)
+        fut = self.create_future()
+        fd = sock.fileno()
+        handle = self._sock_add_read_waiter(fd, fut, sock.recv, n)
+        try:
+            return await fut
+        finally:
+            if self._readers.get(fd) is handle:   # cancelled, or failed
+                self._remove_reader(fd)
 
     async def sock_recv_into(self, sock, buf):
-        self._check_sock(sock)
+        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
         try:
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._sock_read_when_ready(sock, sock.recv_into, buf)
-
-    def _check_sock(self, sock):
-        _compat.check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-
-    async def _sock_read_when_ready(self, sock, read, arg):
         fut = self.create_future()
         fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_reader(fd, self._sock_read_ready, fut, fd, read,
-                                  arg)
+        handle = self._sock_add_read_waiter(fd, fut, sock.recv_into, buf)
         try:
             return await fut
         finally:
-            # Cancelled (or failed) before the reader fired: take it away,
-            # unless another add_reader() replaced it meanwhile.
-            if not handle._cancelled:
+            if self._readers.get(fd) is handle:
                 self._remove_reader(fd)
+
+    def _sock_add_read_waiter(self, fd, fut, read, arg):
+        """add_reader(fd, _sock_read_ready, fut, fd, read, arg), as asyncio's
+        sock_recv() makes it (same checks, same errors, replacing a reader
+        that fd has), without the generic path's calls.  Returns the
+        handle."""
+        if (fd < 0 or self._debug or fd in self._streams
+                or fd in self._transports.data):
+            # The rare cases go the whole way: an invalid fd, a transport's
+            # fd (RuntimeError unless it is closing), debug mode (the
+            # handle records where it was made).
+            self._ensure_fd_no_transport(fd)
+            return self._add_reader(fd, self._sock_read_ready, fut, fd, read,
+                                    arg)
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        # Handle(self._sock_read_ready, (fut, fd, read, arg), self) without
+        # its constructor's call, as call_soon() makes its handles.
+        handle = _new_handle(Handle)
+        handle._context = _copy_context()
+        handle._loop = self
+        handle._callback = self._sock_read_ready
+        handle._args = (fut, fd, read, arg)
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        rc = lib.loop_add_reader(self._cloop, fd, NULL, NULL)
+        if rc < 0:
+            raise os_error(rc)
+        readers = self._readers
+        old = readers.get(fd)
+        readers[fd] = handle
+        if old is not None:
+            old.cancel()
+        return handle
 
     def _sock_read_ready(self, fut, fd, read, arg):
         if fut.done():
-            return
+            return   # cancelled: its coroutine removes the reader
         try:
             result = read(arg)
         except (BlockingIOError, InterruptedError):
@@ -86,8 +137,34 @@ class SocketMethods:
             self._remove_reader(fd)
             fut.set_exception(exc)
         else:
-            self._remove_reader(fd)
+            # This handle is fd's reader: one that replaced or removed it
+            # would have cancelled it, and it would not run.
+            del self._readers[fd]
+            lib.loop_remove_reader(self._cloop, fd)
             fut.set_result(result)
+
+    async def sock_sendall(self, sock, data):
+        # asyncio's, with its checks inline; the wait for writability is
+        # asyncio's own (_sock_sendall, _sock_write_done).
+        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == len(data):
+            return
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        # (asyncio's trick: a list in the closure holds the bytes sent.)
+        handle = self._add_writer(fd, self._sock_sendall, fut, sock,
+                                  memoryview(data), [n])
+        fut.add_done_callback(
+            functools.partial(self._sock_write_done, fd, handle=handle))
+        return await fut
 
     # `context`: the transport's own (asyncio passes one from 3.15 on).
 
