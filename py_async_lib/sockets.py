@@ -10,9 +10,10 @@ loop does.
 import contextvars
 import functools
 import os
+import socket
 
 from . import _compat
-from ._binding import NULL, lib, os_error
+from ._binding import NULL, check, lib, os_error
 from ._compat import logger
 from .handles import Handle
 from .transports import SocketTransport
@@ -27,6 +28,7 @@ __all__ = ["SocketMethods"]
 _selector_start_serving = _compat.SELECTOR_START_SERVING
 _SSLSocket = ssl.SSLSocket if ssl is not None else None
 _copy_context = contextvars.copy_context
+_socket_class = socket.socket
 _new_handle = object.__new__
 
 # asyncio accepts up to `backlog` connections each time the listening socket
@@ -46,25 +48,33 @@ class SocketMethods:
     """Mixin for the loop: socket methods and stream transport factories."""
 
     # sock_recv(), sock_recv_into() and sock_sendall() behave as asyncio's,
-    # with less work per call and per wait (issue 12): the checks are
-    # inline, and a wait registers its reader without the generic
-    # add_reader() path; the reader removes itself when it has the data,
-    # instead of a done-callback of the future doing it one callback later
-    # (asyncio's costs a functools.partial, a Handle and a remove_reader()
-    # per wait).  A cancelled wait's reader is removed by the coroutine.
+    # with less work per call and per wait (issue 12).  The checks are
+    # inline.  On a plain non-blocking socket, asyncio's first try of the
+    # read, which raises BlockingIOError when there is nothing yet (1.5 us
+    # of the ~16 us a waited message costs), is a peek in C that arms a
+    # one-shot reader of the C loop in the same call (loop_wait_readable):
+    # after one event it is gone without a syscall, and the next wait
+    # re-arms it with one.  The read runs as asyncio's, in a reader handle;
+    # it leaves fd's reader entry on success, instead of a done-callback of
+    # the future doing it one callback later (asyncio's costs a
+    # functools.partial, a Handle and a remove_reader() per wait).  A
+    # cancelled wait's reader is removed by the coroutine.
 
     async def sock_recv(self, sock, n):
         if _SSLSocket is not None and isinstance(sock, _SSLSocket):
             raise TypeError("Socket cannot be of type SSLSocket")
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
+        armed = self._sock_arm_read(sock)
+        if not armed:
+            try:
+                return sock.recv(n)
+            except (BlockingIOError, InterruptedError):
+                pass
         fut = self.create_future()
         fd = sock.fileno()
-        handle = self._sock_add_read_waiter(fd, fut, sock.recv, n)
+        handle = self._sock_add_read_waiter(sock, fd, fut, sock.recv, n,
+                                            armed)
         try:
             return await fut
         finally:
@@ -76,47 +86,69 @@ class SocketMethods:
             raise TypeError("Socket cannot be of type SSLSocket")
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
+        armed = self._sock_arm_read(sock)
+        if not armed:
+            try:
+                return sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
         fut = self.create_future()
         fd = sock.fileno()
-        handle = self._sock_add_read_waiter(fd, fut, sock.recv_into, buf)
+        handle = self._sock_add_read_waiter(sock, fd, fut, sock.recv_into,
+                                            buf, armed)
         try:
             return await fut
         finally:
             if self._readers.get(fd) is handle:
                 self._remove_reader(fd)
 
-    def _sock_add_read_waiter(self, fd, fut, read, arg):
-        """add_reader(fd, _sock_read_ready, fut, fd, read, arg), as asyncio's
-        sock_recv() makes it (same checks, same errors, replacing a reader
-        that fd has), without the generic path's calls.  Returns the
+    def _sock_arm_read(self, sock, peek=1):
+        """Whether the C loop now waits, once, for sock to be readable
+        (loop_wait_readable).  Only a plain socket (whose read is recv(2)
+        on its fd: not a subclass, not a mock), non-blocking, not a
+        transport's, outside debug mode, gets such a wait.  peek: unless
+        the socket has nothing to read yet, arm nothing (False: the caller
+        reads)."""
+        if sock.__class__ is not _socket_class:
+            return False
+        fd = sock.fileno()
+        if (fd < 0 or self._debug or self._closed or sock.timeout != 0.0
+                or fd in self._streams or fd in self._transports.data):
+            return False
+        rc = lib.loop_wait_readable(self._cloop, fd, peek)
+        if rc < 0:
+            raise os_error(rc)
+        return rc == 0
+
+    def _sock_add_read_waiter(self, sock, fd, fut, read, arg, armed):
+        """add_reader(fd, _sock_read_ready, fut, fd, read, arg, oneshot), as
+        asyncio's sock_recv() makes it (same checks, same errors, replacing
+        a reader that fd has), without the generic path's calls.  armed:
+        _sock_arm_read() already made the C side's reader.  Returns the
         handle."""
-        if (fd < 0 or self._debug or fd in self._streams
-                or fd in self._transports.data):
+        if not armed and (fd < 0 or self._debug or fd in self._streams
+                          or fd in self._transports.data):
             # The rare cases go the whole way: an invalid fd, a transport's
             # fd (RuntimeError unless it is closing), debug mode (the
             # handle records where it was made).
             self._ensure_fd_no_transport(fd)
             return self._add_reader(fd, self._sock_read_ready, fut, fd, read,
-                                    arg)
+                                    arg, False)
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        # Handle(self._sock_read_ready, (fut, fd, read, arg), self) without
-        # its constructor's call, as call_soon() makes its handles.
+        oneshot = armed or self._sock_arm_read(sock, 0)
+        if not oneshot:
+            check(lib.loop_add_reader(self._cloop, fd, NULL, NULL))
+        # Handle(self._sock_read_ready, (...), self) without its
+        # constructor's call, as call_soon() makes its handles.
         handle = _new_handle(Handle)
         handle._context = _copy_context()
         handle._loop = self
         handle._callback = self._sock_read_ready
-        handle._args = (fut, fd, read, arg)
+        handle._args = (fut, fd, read, arg, oneshot)
         handle._cancelled = False
         handle._repr = None
         handle._source_traceback = None
-        rc = lib.loop_add_reader(self._cloop, fd, NULL, NULL)
-        if rc < 0:
-            raise os_error(rc)
         readers = self._readers
         old = readers.get(fd)
         readers[fd] = handle
@@ -124,13 +156,20 @@ class SocketMethods:
             old.cancel()
         return handle
 
-    def _sock_read_ready(self, fut, fd, read, arg):
+    def _sock_read_ready(self, fut, fd, read, arg, oneshot):
+        # oneshot: the C loop's reader went when it reported fd readable.
         if fut.done():
             return   # cancelled: its coroutine removes the reader
         try:
             result = read(arg)
         except (BlockingIOError, InterruptedError):
-            return  # not readable after all: wait on
+            # Not readable after all: wait on.
+            if oneshot:
+                rc = lib.loop_wait_readable(self._cloop, fd, 0)
+                if rc < 0:
+                    self._remove_reader(fd)
+                    fut.set_exception(os_error(rc))
+            return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -140,7 +179,8 @@ class SocketMethods:
             # This handle is fd's reader: one that replaced or removed it
             # would have cancelled it, and it would not run.
             del self._readers[fd]
-            lib.loop_remove_reader(self._cloop, fd)
+            if not oneshot:
+                lib.loop_remove_reader(self._cloop, fd)
             fut.set_result(result)
 
     async def sock_sendall(self, sock, data):
