@@ -13,7 +13,7 @@ import os
 import socket
 
 from . import _compat
-from ._binding import NULL, check, lib, os_error
+from ._binding import lib, os_error
 from ._compat import logger
 from .handles import Handle
 from .transports import SocketTransport
@@ -65,16 +65,14 @@ class SocketMethods:
             raise TypeError("Socket cannot be of type SSLSocket")
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        armed = self._sock_arm_read(sock)
-        if not armed:
+        handle = self._sock_wait_read(sock, sock.recv, n, True)
+        if handle is None:
             try:
                 return sock.recv(n)
             except (BlockingIOError, InterruptedError):
                 pass
-        fut = self.create_future()
-        fd = sock.fileno()
-        handle = self._sock_add_read_waiter(sock, fd, fut, sock.recv, n,
-                                            armed)
+            handle = self._sock_wait_read(sock, sock.recv, n, False)
+        fut, fd = handle._args[0], handle._args[1]
         try:
             return await fut
         finally:
@@ -86,75 +84,65 @@ class SocketMethods:
             raise TypeError("Socket cannot be of type SSLSocket")
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        armed = self._sock_arm_read(sock)
-        if not armed:
+        handle = self._sock_wait_read(sock, sock.recv_into, buf, True)
+        if handle is None:
             try:
                 return sock.recv_into(buf)
             except (BlockingIOError, InterruptedError):
                 pass
-        fut = self.create_future()
-        fd = sock.fileno()
-        handle = self._sock_add_read_waiter(sock, fd, fut, sock.recv_into,
-                                            buf, armed)
+            handle = self._sock_wait_read(sock, sock.recv_into, buf, False)
+        fut, fd = handle._args[0], handle._args[1]
         try:
             return await fut
         finally:
             if self._readers.get(fd) is handle:
                 self._remove_reader(fd)
 
-    def _sock_arm_read(self, sock, peek=1):
-        """Whether the C loop now waits, once, for sock to be readable
-        (loop_wait_readable).  Only a plain socket (whose read is recv(2)
-        on its fd: not a subclass, not a mock), non-blocking, not a
-        transport's, outside debug mode, gets such a wait.  peek: unless
-        the socket has nothing to read yet, arm nothing (False: the caller
-        reads)."""
-        if sock.__class__ is not _socket_class:
-            return False
-        fd = sock.fileno()
-        if (fd < 0 or self._debug or self._closed or sock.timeout != 0.0
-                or fd in self._streams or fd in self._transports.data):
-            return False
-        rc = lib.loop_wait_readable(self._cloop, fd, peek)
-        if rc < 0:
-            raise os_error(rc)
-        return rc == 0
+    def _sock_wait_read(self, sock, read, arg, peek):
+        """Makes sock_recv()'s wait: a future, and fd's reader that calls
+        _sock_read_ready(fut, fd, read, arg, oneshot), replacing a reader
+        fd had, as asyncio's add_reader() does (same checks, same errors);
+        returns the reader's handle.  peek: the read has not been tried;
+        None when it would not block, or when sock is not a plain socket
+        (then the caller tries it, as asyncio does).
 
-    def _sock_add_read_waiter(self, sock, fd, fut, read, arg, armed):
-        """add_reader(fd, _sock_read_ready, fut, fd, read, arg, oneshot), as
-        asyncio's sock_recv() makes it (same checks, same errors, replacing
-        a reader that fd has), without the generic path's calls.  armed:
-        _sock_arm_read() already made the C side's reader.  Returns the
-        handle."""
-        if not armed and (fd < 0 or self._debug or fd in self._streams
-                          or fd in self._transports.data):
-            # The rare cases go the whole way: an invalid fd, a transport's
-            # fd (RuntimeError unless it is closing), debug mode (the
-            # handle records where it was made).
-            self._ensure_fd_no_transport(fd)
-            return self._add_reader(fd, self._sock_read_ready, fut, fd, read,
-                                    arg, False)
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        oneshot = armed or self._sock_arm_read(sock, 0)
-        if not oneshot:
-            check(lib.loop_add_reader(self._cloop, fd, NULL, NULL))
-        # Handle(self._sock_read_ready, (...), self) without its
-        # constructor's call, as call_soon() makes its handles.
-        handle = _new_handle(Handle)
-        handle._context = _copy_context()
-        handle._loop = self
-        handle._callback = self._sock_read_ready
-        handle._args = (fut, fd, read, arg, oneshot)
-        handle._cancelled = False
-        handle._repr = None
-        handle._source_traceback = None
-        readers = self._readers
-        old = readers.get(fd)
-        readers[fd] = handle
-        if old is not None:
-            old.cancel()
-        return handle
+        A plain socket (whose read is recv(2) on its fd: not a subclass,
+        not a mock), non-blocking, not a transport's, outside debug mode,
+        is waited for by a one-shot reader of the C loop, made in the call
+        that peeks; any other the generic way."""
+        if (sock.__class__ is _socket_class and not self._debug
+                and not self._closed and sock.timeout == 0.0):
+            fd = sock.fileno()
+            if (fd >= 0 and fd not in self._streams
+                    and fd not in self._transports.data):
+                rc = lib.loop_wait_readable(self._cloop, fd, peek)
+                if rc:
+                    if rc > 0:
+                        return None
+                    raise os_error(rc)
+                # Handle(self._sock_read_ready, (...), self) without its
+                # constructor's call, as call_soon() makes its handles.
+                handle = _new_handle(Handle)
+                handle._context = _copy_context()
+                handle._loop = self
+                handle._callback = self._sock_read_ready
+                handle._args = (self.create_future(), fd, read, arg, True)
+                handle._cancelled = False
+                handle._repr = None
+                handle._source_traceback = None
+                readers = self._readers
+                old = readers.get(fd)
+                readers[fd] = handle
+                if old is not None:
+                    old.cancel()
+                return handle
+        if peek:
+            return None
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        return self._add_reader(fd, self._sock_read_ready, fut, fd, read, arg,
+                                False)
 
     def _sock_read_ready(self, fut, fd, read, arg, oneshot):
         # oneshot: the C loop's reader went when it reported fd readable.
