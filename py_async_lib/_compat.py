@@ -269,6 +269,14 @@ for _owner, _names in (
         BORROWED_METHODS[_name] = _take(
             _owner, _name, f"{_owner.__name__}.{_name}, borrowed")
 
+# Methods of asyncio's selector loop that sockets.py has versions of its own
+# (with less work per call): they keep asyncio's docstrings.
+OWN_METHOD_DOCS = {
+    _name: _take(selector_events.BaseSelectorEventLoop, _name,
+                 "its docstring").__doc__
+    for _name in ("sock_recv", "sock_recv_into", "sock_sendall")
+}
+
 # The accept loop's start, which sockets.py wraps (it caps the accept batch)
 # rather than takes as it is.
 SELECTOR_START_SERVING = _take(

@@ -267,3 +267,6 @@ class SocketMethods:
 for _name, _func in _compat.BORROWED_METHODS.items():
     setattr(SocketMethods, _name, _func)
 del _name, _func
+for _name, _doc in _compat.OWN_METHOD_DOCS.items():
+    getattr(SocketMethods, _name).__doc__ = _doc
+del _name, _doc
