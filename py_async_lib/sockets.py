@@ -44,6 +44,26 @@ _new_handle = object.__new__
 ACCEPT_BATCH = 100
 
 
+# sock_recv(n) peeks (see SocketMethods) for an n up to this; a larger one
+# goes asyncio's way, where recv(n) fails at once if it cannot allocate.
+_PEEK_NBYTES_MAX = 1 << 24
+
+
+def _plain_recv_into_buffer(buf):
+    """Whether sock.recv_into(buf) takes buf as it is: a non-empty
+    bytearray, or a writable C-contiguous memoryview of one or more bytes
+    (not released).  Anything else goes asyncio's way, where recv_into()
+    refuses it (or reads 0 bytes) at once."""
+    if buf.__class__ is bytearray:
+        return len(buf) > 0
+    if buf.__class__ is memoryview:
+        try:
+            return not buf.readonly and buf.c_contiguous and buf.nbytes > 0
+        except ValueError:   # released
+            return False
+    return False
+
+
 class SocketMethods:
     """Mixin for the loop: socket methods and stream transport factories."""
 
@@ -65,7 +85,11 @@ class SocketMethods:
             raise TypeError("Socket cannot be of type SSLSocket")
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        handle = self._sock_wait_read(sock, sock.recv, n, True)
+        # The peek stands for asyncio's first recv() only where that
+        # recv() could not refuse its argument before reading.
+        handle = (self._sock_wait_read(sock, sock.recv, n, True)
+                  if n.__class__ is int and 0 < n <= _PEEK_NBYTES_MAX
+                  else None)
         if handle is None:
             try:
                 return sock.recv(n)
@@ -84,7 +108,8 @@ class SocketMethods:
             raise TypeError("Socket cannot be of type SSLSocket")
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        handle = self._sock_wait_read(sock, sock.recv_into, buf, True)
+        handle = (self._sock_wait_read(sock, sock.recv_into, buf, True)
+                  if _plain_recv_into_buffer(buf) else None)
         if handle is None:
             try:
                 return sock.recv_into(buf)
