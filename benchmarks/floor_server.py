@@ -1,8 +1,10 @@
 """The Python floor of the network workloads: the least Python per message
 that a server on libcasyncio needs, through py_async_lib's own cffi binding.
 
-    python -m benchmarks.floor_server [--http] [-p PORT] [-U PATH]
+    python -m benchmarks.floor_server [--http] [-U PATH]
+    python -m benchmarks.floor_server --api streams|sock
 
+The Protocol floor (the default; the protocol, Unix, HTTP and idle rows).
 No asyncio, no handles, no ready queue: one ``loop_run_once()`` crossing per
 iteration, and for each LOOP_EV_DATA event the bytes are copied out of the
 read arena and handed to the benchmark's own Protocol (``EchoProtocol`` or,
@@ -10,6 +12,13 @@ with --http, ``HttpProtocol`` from benchmarks/workloads.py), whose
 ``transport.write()`` is one ``loop_write()``.  Connections are accepted by
 Python's socket.accept() on a LOOP_EV_IO event of the listening socket.
 Writes are not flow-controlled (request/response load never needs it).
+
+``--api streams`` / ``--api sock``: the floor of the streams and ``sock_*``
+rows, whose user code every loop runs through asyncio's Python (stream
+classes, a Task woken through a future per read).  The very servers of
+benchmarks/workloads.py (``start_streams_echo``, ``start_sock_echo``) run on
+``FloorIOLoop`` (benchmarks/floor_io.py): FloorLoop's bare ready queue with
+the least I/O over libcasyncio those need.
 
 Prints "listening 127.0.0.1 PORT" (or "listening unix PATH") when ready;
 SIGTERM/SIGINT stop it.  Used by benchmarks/references.py as the ``floor``
@@ -135,11 +144,31 @@ class FloorServer:
         self.lsock.close()
 
 
+def serve_api(api: str) -> int:
+    """Run workloads.py's *api* echo server on FloorIOLoop until SIGTERM."""
+    from benchmarks.floor_io import FloorIOLoop
+    from benchmarks.workloads import (serve_until_signalled, start_sock_echo,
+                                      start_streams_echo)
+
+    loop = FloorIOLoop()
+    try:
+        serve_until_signalled(loop, {"streams": start_streams_echo,
+                                     "sock": start_sock_echo}[api])
+    finally:
+        loop.close()
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.floor_server")
     p.add_argument("--http", action="store_true")
+    p.add_argument("--api", choices=("protocol", "streams", "sock"), default="protocol")
     p.add_argument("-U", dest="unix_path")
     args = p.parse_args()
+    if args.api != "protocol":
+        if args.http or args.unix_path:
+            p.error("--api streams/sock serve TCP echo only")
+        return serve_api(args.api)
     server = FloorServer(HttpProtocol if args.http else EchoProtocol, args.unix_path)
 
     def stop(signum: int, frame: object) -> None:

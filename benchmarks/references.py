@@ -5,7 +5,11 @@ run as the loops.
                 (benchmarks/floor.py: slotted handle, deque, context.run,
                 heapq); network rows are served by benchmarks/floor_server.py
                 (libcasyncio through py_async_lib's own cffi binding, one
-                crossing per iteration, the same Protocol classes).
+                crossing per iteration): the Protocol rows by the same
+                Protocol classes with no asyncio at all; the streams and
+                sock_* rows (``--api``) by workloads.py's own servers on
+                ``FloorIOLoop`` (benchmarks/floor_io.py), since every loop
+                runs those through asyncio's stream classes and a Task.
 ``c_casyncio``  examples/echo_server.c: the echo server in C on libcasyncio
                 alone (build/echo_server, built by ``make``).  Echo rows only.
 ``c_epoll``     benchmarks/epoll_echo.c: a plain epoll server in C
@@ -14,10 +18,12 @@ run as the loops.
 
 The two C servers are "the C limit": what the engine costs (c_casyncio
 against c_epoll) and what Python costs (the loops against c_casyncio).  The
-echo rows of every API (Protocol, streams, sock_*) share one floor and one C
-limit: echoing the bytes is the work; what the API adds is what the ratio
-shows.  A reference that has nothing to say for a row (C servers on the
-loop-level rows, c_casyncio on HTTP) reports ``skipped``.
+echo rows of every API (Protocol, streams, sock_*) share one C limit:
+echoing the bytes is the work, and what the API adds shows against it; each
+API has its own floor, so that ours/floor is what our loop costs beyond the
+least any Python-level loop pays for that API.  A reference that has
+nothing to say for a row (C servers on the loop-level rows, c_casyncio on
+HTTP) reports ``skipped``.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ def probe_reference(name: str) -> Tuple[bool, str]:
         except Exception as exc:
             return True, f"loop rows only (no cffi module for this Python: {exc!r}; " \
                          "`make ffi PYTHON=...`)"
-        return True, "FloorLoop + floor_server (cffi)"
+        return True, "FloorLoop + floor_server/floor_io (cffi)"
     if name == C_CASYNCIO:
         if not os.access(ECHO_SERVER, os.X_OK):
             return False, f"{ECHO_SERVER} missing; run `make`"
@@ -91,7 +97,8 @@ def server_argv(name: str, workload: Workload) -> Optional[List[str]]:
     assert spec is not None
     if name == FLOOR:
         return [sys.executable, "-m", "benchmarks.floor_server"] + (
-            ["--http"] if spec.protocol == "http" else [])
+            ["--http"] if spec.protocol == "http" else []) + (
+            ["--api", spec.api] if spec.api != "protocol" else [])
     if name == C_CASYNCIO:
         return [str(ECHO_SERVER)] if spec.protocol == "echo" else None
     if name == C_EPOLL:

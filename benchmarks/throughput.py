@@ -18,7 +18,8 @@ asyncio.SelectorEventLoop), ``uvloop`` (when importable) and ``py_async_lib``
 (when ``import py_async_lib`` works and provides ``new_event_loop()``), and on
 the references of benchmarks/references.py: ``floor`` (the least a
 Python-level loop must do for the row: benchmarks/floor.py for loop rows,
-benchmarks/floor_server.py on libcasyncio's cffi binding for network rows),
+benchmarks/floor_server.py on libcasyncio's cffi binding for network rows,
+with benchmarks/floor_io.py's loop under the streams and sock_* servers),
 ``c_casyncio`` (examples/echo_server.c, C on libcasyncio alone) and
 ``c_epoll`` (benchmarks/epoll_echo.c); a reference without a figure for a row
 shows ``-``.  Each (workload, loop) pair runs in its own fresh child process

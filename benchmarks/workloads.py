@@ -525,6 +525,30 @@ async def start_external(argv: Sequence[str], unix_path: Optional[str] = None) -
     return ServerHandle(address, close, pid=proc.pid)
 
 
+def serve_until_signalled(loop: asyncio.AbstractEventLoop,
+                          start: Callable[..., Any]) -> None:
+    """The other side of start_external: run start()'s TCP server on *loop*,
+    print "listening HOST PORT", and close it on SIGTERM or SIGINT."""
+    stopped = loop.create_future()
+
+    def stop(signum: int, frame: object) -> None:
+        # A Python-level handler runs in the loop's thread between two
+        # bytecodes (a poll blocked in C returns on EINTR first).
+        if not stopped.done():
+            loop.call_soon_threadsafe(stopped.set_result, None)
+
+    async def main() -> None:
+        handle = await start()
+        host, port = handle.address
+        print(f"listening {host} {port}", flush=True)
+        await stopped
+        await handle.aclose()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    loop.run_until_complete(main())
+
+
 # --------------------------------------------------------------------------
 # server-side counters
 # --------------------------------------------------------------------------
@@ -688,6 +712,10 @@ class NetSpec:
     #: Python-level protocol of the server ("echo", "http"); the reference
     #: servers serve the same
     protocol: str = "echo"
+    #: the asyncio API the server's user code is written against
+    #: ("protocol", "streams", "sock"): the floor column serves each with
+    #: its own floor (benchmarks/floor_server.py --api)
+    api: str = "protocol"
 
 
 
@@ -908,18 +936,18 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
              *_net(NetSpec(start_protocol_echo, size=65536))),
     Workload("echo_streams_1k", "net", "requests",
              _ECHO_DESC.format(api="start_server streams", where="TCP", size="1 KiB"),
-             *_net(NetSpec(start_streams_echo, size=1024))),
+             *_net(NetSpec(start_streams_echo, size=1024, api="streams"))),
     Workload("echo_streams_64k", "net", "requests",
              _ECHO_DESC.format(api="start_server streams", where="TCP", size="64 KiB"),
-             *_net(NetSpec(start_streams_echo, size=65536))),
+             *_net(NetSpec(start_streams_echo, size=65536, api="streams"))),
     Workload("echo_sock_1k", "net", "requests",
              _ECHO_DESC.format(api="sock_accept/sock_recv/sock_sendall", where="TCP",
                                size="1 KiB"),
-             *_net(NetSpec(start_sock_echo, size=1024))),
+             *_net(NetSpec(start_sock_echo, size=1024, api="sock"))),
     Workload("echo_sock_64k", "net", "requests",
              _ECHO_DESC.format(api="sock_accept/sock_recv/sock_sendall", where="TCP",
                                size="64 KiB"),
-             *_net(NetSpec(start_sock_echo, size=65536))),
+             *_net(NetSpec(start_sock_echo, size=65536, api="sock"))),
     Workload("echo_unix_1k", "net", "requests",
              _ECHO_DESC.format(api="asyncio.Protocol", where="a Unix socket",
                                size="1 KiB"),

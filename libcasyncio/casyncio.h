@@ -221,6 +221,21 @@ CASYNCIO_API int loop_add_writer(loop_t *loop, int fd, loop_io_cb fn, void *data
 /* 1 if a watcher was removed, 0 if there was none, or -errno. */
 CASYNCIO_API int loop_remove_reader(loop_t *loop, int fd);
 CASYNCIO_API int loop_remove_writer(loop_t *loop, int fd);
+/*
+ * A one-shot wait for fd to become readable (a binding's sock_recv()).
+ * peek != 0: first a non-blocking recv(MSG_PEEK) of one byte; unless it
+ * fails with EAGAIN (nothing to read yet), returns 1 and watches nothing:
+ * bytes, EOF or an error are there, and the caller's read says which.
+ * Otherwise (and always with peek == 0) fd gets a reader as
+ * loop_add_reader(loop, fd, NULL, NULL) makes it, replacing one it had,
+ * that goes once it is reported: one LOOP_EV_IO with LOOP_READABLE, after
+ * which fd has no reader, as if loop_remove_reader() had been called.
+ * Returns 0 then, or -errno as loop_add_reader().  loop_remove_reader()
+ * takes it away before it fires.  Cheaper than add + remove: while fd has
+ * no writer, the registration is EPOLLONESHOT, which the kernel disarms as
+ * it reports it, and the next wait on fd re-arms it with one epoll_ctl().
+ */
+CASYNCIO_API int loop_wait_readable(loop_t *loop, int fd, int peek);
 
 /* ---- streams: C-side reads and writes (stream.c) ---------------------- */
 

@@ -92,6 +92,8 @@ struct watch_state {
     loop_io_cb rfn, wfn;
     void *rdata, *wdata;
     uint8_t dirs;          /* LOOP_READABLE | LOOP_WRITABLE present */
+    uint8_t roneshot;      /* the reader goes after one event
+                              (loop_wait_readable)                  */
 };
 
 struct stream_state {
@@ -115,13 +117,18 @@ struct child_state {
 };
 
 /* One per fd number, in an array indexed by fd.  `events` is what epoll
- * currently has for this fd (0: not registered).  `gen` is bumped whenever
- * the registration goes away, and is part of the epoll tag, so events fetched
- * in the same batch for a registration that was since removed are ignored. */
+ * currently has for this fd (0: not registered, or parked).  `gen` is bumped
+ * whenever the registration goes away, and is part of the epoll tag, so
+ * events fetched in the same batch for a registration that was since removed
+ * are ignored.  `parked`: epoll still holds a registration for the fd that
+ * EPOLLONESHOT disarmed (a one-shot reader fired); it reports nothing, and
+ * the next registration re-arms it with EPOLL_CTL_MOD instead of an ADD
+ * after a DEL. */
 struct fd_slot {
     uint32_t events;
     uint32_t gen;
     uint8_t kind;
+    uint8_t parked;
     union {
         struct watch_state w;
         struct stream_state s;

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static inline uint64_t slot_tag(const struct fd_slot *s, int fd)
 {
@@ -61,7 +62,8 @@ static int set_events(loop_t *loop, int fd, struct fd_slot *s, uint32_t want,
     if (want == 0) {
         /* ENOENT/EBADF: the fd was closed, and epoll dropped it with its last
          * reference.  Either way it is gone from our point of view; the new
-         * gen makes any event still in this batch for it stale. */
+         * gen makes any event still in this batch for it stale.  (A parked
+         * registration stays: it reports nothing.) */
         if (s->events != 0)
             (void)epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
         s->events = 0;
@@ -72,7 +74,7 @@ static int set_events(loop_t *loop, int fd, struct fd_slot *s, uint32_t want,
     memset(&ev, 0, sizeof(ev));
     ev.events = want;
     ev.data.u64 = slot_tag(s, fd);
-    op = s->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    op = (s->events == 0 && !s->parked) ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
     rc = epoll_ctl(loop->epfd, op, fd, &ev);
     if (rc < 0 && op == EPOLL_CTL_MOD && (errno == ENOENT || errno == EBADF)) {
         /* The registration is gone: the fd was closed (EBADF), or closed
@@ -81,6 +83,7 @@ static int set_events(loop_t *loop, int fd, struct fd_slot *s, uint32_t want,
          * under a new gen so a lingering event of the old registration is
          * not taken for the new one. */
         s->events = 0;
+        s->parked = 0;
         s->gen++;
         ev.data.u64 = slot_tag(s, fd);
         op = EPOLL_CTL_ADD;
@@ -95,6 +98,7 @@ static int set_events(loop_t *loop, int fd, struct fd_slot *s, uint32_t want,
     if (rc < 0)
         return -errno;
     s->events = want;
+    s->parked = 0;
     return 0;
 }
 
@@ -117,10 +121,25 @@ static uint32_t dirs_to_epoll(int dirs)
            ((dirs & LOOP_WRITABLE) ? EPOLLOUT : 0u);
 }
 
-static int watch_add(loop_t *loop, int fd, int dir, loop_io_cb fn, void *data)
+/* epoll's mask for a watcher: a one-shot reader alone is EPOLLONESHOT, so
+ * that the kernel disarms it as it reports it (no EPOLL_CTL_DEL).  With a
+ * writer beside it the registration must stay armed for the writer, and
+ * the reader is taken out of the mask when it fires. */
+static uint32_t watch_mask(int dirs, bool roneshot)
+{
+    uint32_t mask = dirs_to_epoll(dirs);
+
+    if (roneshot && dirs == LOOP_READABLE)
+        mask |= EPOLLONESHOT;
+    return mask;
+}
+
+static int watch_add(loop_t *loop, int fd, int dir, loop_io_cb fn, void *data,
+                     bool oneshot)
 {
     struct fd_slot *s;
     int dirs, rc;
+    bool roneshot;
 
     if (loop == NULL)
         return -EINVAL;
@@ -137,11 +156,14 @@ static int watch_add(loop_t *loop, int fd, int dir, loop_io_cb fn, void *data)
     if (s->kind != SLOT_FREE && s->kind != SLOT_WATCH)
         return -EEXIST;
 
+    assert(!oneshot || (dir == LOOP_READABLE && fn == NULL));
     dirs = (s->kind == SLOT_WATCH ? s->u.w.dirs : 0) | dir;
+    roneshot = dir == LOOP_READABLE ? oneshot
+               : (s->kind == SLOT_WATCH && s->u.w.roneshot);
     /* Always ask epoll, even when the mask is unchanged: this is where a
      * closed fd (-EBADF), a regular file (-EPERM) or a reopened fd number is
      * noticed. */
-    rc = io__set_events(loop, fd, s, dirs_to_epoll(dirs), true);
+    rc = io__set_events(loop, fd, s, watch_mask(dirs, roneshot), true);
     if (rc < 0) {
         if (s->kind == SLOT_WATCH && s->events == 0) {
             /* The fd died under an existing watcher: forget it entirely. */
@@ -162,6 +184,7 @@ static int watch_add(loop_t *loop, int fd, int dir, loop_io_cb fn, void *data)
         s->u.w.wdata = data;
     }
     s->u.w.dirs = (uint8_t)dirs;
+    s->u.w.roneshot = roneshot;
     return 0;
 }
 
@@ -179,9 +202,12 @@ static int watch_remove(loop_t *loop, int fd, int dir)
         return 0;
 
     dirs = s->u.w.dirs & ~dir;
+    if (dir == LOOP_READABLE)
+        s->u.w.roneshot = 0;
     /* Failure means the fd was closed; io__set_events then already marked
      * it unregistered, which is all that removing needs. */
-    (void)io__set_events(loop, fd, s, dirs_to_epoll(dirs), false);
+    (void)io__set_events(loop, fd, s, watch_mask(dirs, s->u.w.roneshot),
+                         false);
     if (dir == LOOP_READABLE) {
         s->u.w.rfn = NULL;
         s->u.w.rdata = NULL;
@@ -200,12 +226,47 @@ static int watch_remove(loop_t *loop, int fd, int dir)
 
 int loop_add_reader(loop_t *loop, int fd, loop_io_cb fn, void *data)
 {
-    return watch_add(loop, fd, LOOP_READABLE, fn, data);
+    return watch_add(loop, fd, LOOP_READABLE, fn, data, false);
 }
 
 int loop_add_writer(loop_t *loop, int fd, loop_io_cb fn, void *data)
 {
-    return watch_add(loop, fd, LOOP_WRITABLE, fn, data);
+    return watch_add(loop, fd, LOOP_WRITABLE, fn, data, false);
+}
+
+int loop_wait_readable(loop_t *loop, int fd, int peek)
+{
+    char byte;
+
+    if (loop == NULL)
+        return -EINVAL;
+    if (fd < 0)
+        return -EBADF;
+    /* Anything but "nothing yet" (bytes, EOF, an error, not a socket):
+     * the caller's read will say what. */
+    if (peek && (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 ||
+                 (errno != EAGAIN && errno != EWOULDBLOCK)))
+        return 1;
+    return watch_add(loop, fd, LOOP_READABLE, NULL, NULL, true);
+}
+
+/* A one-shot reader fired: it goes, as loop_remove_reader() would take it,
+ * but without a syscall when the kernel already disarmed the registration
+ * (then parked, for the next wait to re-arm). */
+static void watch_fired_once(loop_t *loop, int fd, struct fd_slot *s)
+{
+    if (!(s->events & EPOLLONESHOT)) {
+        (void)watch_remove(loop, fd, LOOP_READABLE);
+        return;
+    }
+    assert(s->u.w.dirs == LOOP_READABLE && s->u.w.rfn == NULL);
+    memset(&s->u, 0, sizeof(s->u));
+    s->kind = SLOT_FREE;
+    s->events = 0;
+    s->parked = 1;
+    s->gen++;
+    loop->nwatched--;
+    loop__sync_hint(loop);
 }
 
 int loop_remove_reader(loop_t *loop, int fd)
@@ -257,6 +318,11 @@ static void watch_dispatch(loop_t *loop, int fd, struct fd_slot *s, int ready)
         evmask |= LOOP_WRITABLE;
     if (evmask != 0)
         loop__emit(loop, LOOP_EV_IO, fd, evmask, 0);
+    if ((ready & LOOP_READABLE) && s->u.w.roneshot) {
+        watch_fired_once(loop, fd, s);
+        if (s->kind != SLOT_WATCH)
+            return;
+    }
 
     if ((ready & LOOP_READABLE) && s->u.w.rfn != NULL) {
         loop_io_cb fn = s->u.w.rfn;

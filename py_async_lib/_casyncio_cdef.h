@@ -74,6 +74,7 @@ int loop_add_reader(loop_t *loop, int fd, loop_io_cb fn, void *data);
 int loop_add_writer(loop_t *loop, int fd, loop_io_cb fn, void *data);
 int loop_remove_reader(loop_t *loop, int fd);
 int loop_remove_writer(loop_t *loop, int fd);
+int loop_wait_readable(loop_t *loop, int fd, int peek);
 
 int loop_stream_open(loop_t *loop, int fd, int flags);
 int loop_stream_close(loop_t *loop, int fd);

@@ -251,7 +251,7 @@ _take(base_events, "Server._detach", "server connection tracking")
 _SELECTOR_METHODS = (
     "sock_recvfrom", "_sock_recvfrom", "sock_recvfrom_into",
     "_sock_recvfrom_into", "_sock_read_done",
-    "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
+    "_sock_sendall", "sock_sendto", "_sock_sendto",
     "sock_connect", "_sock_connect", "_sock_connect_cb", "_sock_write_done",
     "sock_accept", "_sock_accept",
     "_accept_connection", "_accept_connection2",
@@ -268,6 +268,14 @@ for _owner, _names in (
     for _name in _names:
         BORROWED_METHODS[_name] = _take(
             _owner, _name, f"{_owner.__name__}.{_name}, borrowed")
+
+# Methods of asyncio's selector loop that sockets.py has versions of its own
+# (with less work per call): they keep asyncio's docstrings.
+OWN_METHOD_DOCS = {
+    _name: _take(selector_events.BaseSelectorEventLoop, _name,
+                 "its docstring").__doc__
+    for _name in ("sock_recv", "sock_recv_into", "sock_sendall")
+}
 
 # The accept loop's start, which sockets.py wraps (it caps the accept batch)
 # rather than takes as it is.

@@ -94,7 +94,7 @@ class BaseLoop(_compat.BaseEventLoop):
         base = ffi.new("char **")
         size = ffi.new("size_t *")
         lib.loop_read_arena(self._cloop, base, size)
-        self._arena = memoryview(ffi.buffer(base[0], size[0]))
+        self._arena = ffi.buffer(base[0], size[0])
         hint = lib.loop_poll_hint(self._cloop)
         self._poll_hint = memoryview(ffi.buffer(hint, 8 * HINT_INTS)).cast("q")
 
@@ -427,7 +427,7 @@ class BaseLoop(_compat.BaseEventLoop):
             finally:
                 self._current_handle = None
 
-    def _dispatch(self, n):
+    def _dispatch(self, n, events=None):
         """Routes n events from the C loop.
 
         The loop owns the ready queue, the timers and the fd watchers: a
@@ -437,79 +437,91 @@ class BaseLoop(_compat.BaseEventLoop):
         hands it what the C loop reported and never touches its fields:
           LOOP_EV_DATA      the loop copies the bytes out of its arena (which
                             the next poll reuses) and calls
-                            transport._data_read(bytes, size)
+                            transport._data_read(bytes, size), or
+                            transport._data_now(bytes, size) (below)
           LOOP_EV_READABLE  transport._readable(nbytes): the transport reads
                             for itself
           EOF, ERROR, DRAINED, RESUME
                             transport._stream_event(kind, a, b)
         _data_read() and _readable() return True when the transport's read
-        handle (transport._read_handle) is to run: it delivers the bytes.  A
-        transport registers and unregisters its stream with _stream_opened()
-        and _stream_closed().
+        handle (transport._read_handle) is to be queued: it delivers the
+        bytes.  A transport registers and unregisters its stream with
+        _stream_opened() and _stream_closed().
 
         asyncio would queue every read handle behind the callbacks already
         ready and run it this iteration.  While nothing else is queued yet,
-        running the handle of bytes the C loop read (LOOP_EV_DATA) right
-        here is the same order and saves the trip through the queue; what
-        such a handle schedules belongs to the next iteration, so it is set
-        aside and queued after this iteration's handles.  Returns how many
-        handles were set aside so (at the end of _ready, not to run in this
-        iteration).
-        """
-        ints = self._event_ints[:n * EVENT_INTS].tolist()
-        return self._route(ints, 0,
-                           not self._ready and self._ready_runner is None)
+        running it right here for bytes the C loop read (LOOP_EV_DATA) is
+        the same order and saves the trip through the queue: the loop then
+        calls _data_now(), which does what _data_read() and the read handle
+        would (the transport may hand the bytes to its protocol without
+        making the handle's call).  What it schedules belongs to the next
+        iteration, so it is set aside and queued after this iteration's
+        handles.  Returns how many handles were set aside so (at the end of
+        _ready, not to run in this iteration).
 
-    def _route(self, ints, start, inline):
+        The events are read from an iterator over the array's ints,
+        EVENT_INTS (kind, fd, a, b) per event.  When an inline run raises,
+        the rest of them is queued by a call with that iterator (`events`;
+        n is then unused).
+        """
+        if events is None:
+            events = iter(self._event_ints[:n * EVENT_INTS].tolist())
+            inline = not self._ready and self._ready_runner is None
+        else:
+            inline = False
         ready = self._ready
         streams = self._streams
-        later = []   # scheduled by read handles run inline: next iteration
-        for i in range(start, len(ints), EVENT_INTS):
-            kind = ints[i]
+        arena = self._arena
+        # What read handles run inline scheduled, for the next iteration:
+        # in _ready itself while every event so far ran inline, here once
+        # one did not.
+        later = []
+        for kind, fd, a, b in zip(events, events, events, events):
             if kind == EV_DATA:
-                stream = streams.get(ints[i + 1])
-                if stream is None:
+                try:
+                    stream = streams[fd]
+                except KeyError:   # closed by a callback of this batch
                     continue
-                off = ints[i + 3]
-                size = ints[i + 2]
-                data = self._arena[off:off + size].tobytes()
-                if not stream._data_read(data, size):
-                    continue
-                handle = stream._read_handle
+                # a bytes at offset b.  Slicing the cffi buffer makes the
+                # bytes in one step.
+                size = a
+                data = arena[b:b + size]
                 if not inline:
-                    ready.append(handle)
+                    if stream._data_read(data, size):
+                        ready.append(stream._read_handle)
                     continue
                 try:
-                    handle._context.run(handle._callback)
+                    stream._data_now(data, size)
                 except BaseException:
-                    # (SystemExit, KeyboardInterrupt: the read handle
-                    # catches the rest.)  The events not routed yet are
-                    # queued, as asyncio would have them.
+                    # (SystemExit, KeyboardInterrupt: the transport catches
+                    # the rest.)  The events not routed yet are queued, as
+                    # asyncio would have them.
                     later.extend(ready)
                     ready.clear()
-                    self._route(ints, i + EVENT_INTS, False)
+                    self._dispatch(0, events)
                     ready.extend(later)
                     raise
-                if ready:
-                    later.extend(ready)
-                    ready.clear()
                 continue
-            inline = False   # a handle of this iteration gets queued
+            if inline:
+                # A handle of this iteration gets queued: it runs before
+                # those that the inline runs scheduled.
+                inline = False
+                later.extend(ready)
+                ready.clear()
             if kind == EV_READABLE:
                 # Always queued: the transport's own read must come after
                 # the stream's other events of this poll (a flush that
                 # failed took the socket's error, which the read reports).
-                stream = streams.get(ints[i + 1])
-                if stream is not None and stream._readable(ints[i + 2]):
+                stream = streams.get(fd)
+                if stream is not None and stream._readable(a):
                     ready.append(stream._read_handle)
             elif kind == EV_TIMER:
-                handle = self._timers.pop(ints[i + 2], None)
+                handle = self._timers.pop(a, None)
                 if handle is not None:
                     handle._scheduled = False
                     ready.append(handle)
             elif kind == EV_IO:
-                fd = ints[i + 1]
-                mask = ints[i + 2]
+                mask = a
                 if mask & READABLE:
                     handle = self._readers.get(fd)
                     if handle is not None:
@@ -526,17 +538,20 @@ class BaseLoop(_compat.BaseEventLoop):
                             ready.append(handle)
             elif (kind == EV_DRAINED or kind == EV_RESUME or kind == EV_EOF
                   or kind == EV_ERROR):
-                stream = streams.get(ints[i + 1])
+                stream = streams.get(fd)
                 if stream is not None:
-                    stream._stream_event(kind, ints[i + 2], ints[i + 3])
+                    stream._stream_event(kind, a, b)
             elif kind == EV_CHILD:
-                child = self._children.pop(ints[i + 1], None)
+                # fd is the pid.
+                child = self._children.pop(fd, None)
                 if child is not None:
                     # None: reaped by someone else, the status is lost.
-                    returncode = None if ints[i + 3] else ints[i + 2]
-                    self._call_soon(child[0], (ints[i + 1], returncode),
-                                    child[1])
+                    returncode = None if b else a
+                    self._call_soon(child[0], (fd, returncode), child[1])
             # No other kind exists (casyncio.h): nothing else is routed.
+        if inline:
+            # Only inline runs: all that is queued is theirs.
+            return len(ready)
         if later:
             ready.extend(later)
         return len(later)

@@ -175,6 +175,11 @@ class WritePipeTransport(_PipeTransport):
 
     # ---- the other end goes away ---------------------------------------
 
+    def _data_now(self, data, size):
+        # Any bytes mean the end of the pipe (_read_ready), never data.
+        if self._data_read(data, size):
+            self._read_handle._context.run(self._read_ready)
+
     def _read_ready(self):
         # Bytes from the other end of a socket passed as a write pipe:
         # asyncio takes readability itself as the end of the pipe.

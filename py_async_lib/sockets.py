@@ -7,15 +7,29 @@ second time, the loop takes asyncio's own functions for them (whatever this
 Python version has), and adds what is ours: the transports whose I/O the C
 loop does.
 """
+import contextvars
+import functools
 import os
+import socket
 
 from . import _compat
+from ._binding import lib, os_error
 from ._compat import logger
+from .handles import Handle
 from .transports import SocketTransport
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover
+    ssl = None
 
 __all__ = ["SocketMethods"]
 
 _selector_start_serving = _compat.SELECTOR_START_SERVING
+_SSLSocket = ssl.SSLSocket if ssl is not None else None
+_copy_context = contextvars.copy_context
+_socket_class = socket.socket
+_new_handle = object.__new__
 
 # asyncio accepts up to `backlog` connections each time the listening socket
 # is readable.  Until its transport is set up, two iterations later, every
@@ -30,64 +44,180 @@ _selector_start_serving = _compat.SELECTOR_START_SERVING
 ACCEPT_BATCH = 100
 
 
+# sock_recv(n) peeks (see SocketMethods) for an n up to this; a larger one
+# goes asyncio's way, where recv(n) fails at once if it cannot allocate.
+_PEEK_NBYTES_MAX = 1 << 24
+
+
+def _plain_recv_into_buffer(buf):
+    """Whether sock.recv_into(buf) takes buf as it is: a non-empty
+    bytearray, or a writable C-contiguous memoryview of one or more bytes
+    (not released).  Anything else goes asyncio's way, where recv_into()
+    refuses it (or reads 0 bytes) at once."""
+    if buf.__class__ is bytearray:
+        return len(buf) > 0
+    if buf.__class__ is memoryview:
+        try:
+            return not buf.readonly and buf.c_contiguous and buf.nbytes > 0
+        except ValueError:   # released
+            return False
+    return False
+
+
 class SocketMethods:
     """Mixin for the loop: socket methods and stream transport factories."""
 
-    # sock_recv() and sock_recv_into() behave as asyncio's, with less work
-    # per wait: the reader removes itself when it has the data, instead of
-    # a done-callback of the future doing it one callback later (asyncio's
-    # costs a functools.partial, a Handle and a remove_reader() per wait).
+    # sock_recv(), sock_recv_into() and sock_sendall() behave as asyncio's,
+    # with less work per call and per wait (issue 12).  The checks are
+    # inline.  On a plain non-blocking socket, asyncio's first try of the
+    # read, which raises BlockingIOError when there is nothing yet (1.5 us
+    # of the ~16 us a waited message costs), is a peek in C that arms a
+    # one-shot reader of the C loop in the same call (loop_wait_readable):
+    # after one event it is gone without a syscall, and the next wait
+    # re-arms it with one.  The read runs as asyncio's, in a reader handle;
+    # it leaves fd's reader entry on success, instead of a done-callback of
+    # the future doing it one callback later (asyncio's costs a
+    # functools.partial, a Handle and a remove_reader() per wait).  A
+    # cancelled wait's reader is removed by the coroutine.
 
     async def sock_recv(self, sock, n):
-        self._check_sock(sock)
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._sock_read_when_ready(sock, sock.recv, n)
-
-    async def sock_recv_into(self, sock, buf):
-        self._check_sock(sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._sock_read_when_ready(sock, sock.recv_into, buf)
-
-    def _check_sock(self, sock):
-        _compat.check_ssl_socket(sock)
+        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-
-    async def _sock_read_when_ready(self, sock, read, arg):
-        fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = self._add_reader(fd, self._sock_read_ready, fut, fd, read,
-                                  arg)
+        # The peek stands for asyncio's first recv() only where that
+        # recv() could not refuse its argument before reading.
+        handle = (self._sock_wait_read(sock, sock.recv, n, True)
+                  if n.__class__ is int and 0 < n <= _PEEK_NBYTES_MAX
+                  else None)
+        if handle is None:
+            try:
+                return sock.recv(n)
+            except (BlockingIOError, InterruptedError):
+                pass
+            handle = self._sock_wait_read(sock, sock.recv, n, False)
+        fut, fd = handle._args[0], handle._args[1]
         try:
             return await fut
         finally:
-            # Cancelled (or failed) before the reader fired: take it away,
-            # unless another add_reader() replaced it meanwhile.
-            if not handle._cancelled:
+            if self._readers.get(fd) is handle:   # cancelled, or failed
                 self._remove_reader(fd)
 
-    def _sock_read_ready(self, fut, fd, read, arg):
+    async def sock_recv_into(self, sock, buf):
+        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        handle = (self._sock_wait_read(sock, sock.recv_into, buf, True)
+                  if _plain_recv_into_buffer(buf) else None)
+        if handle is None:
+            try:
+                return sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
+            handle = self._sock_wait_read(sock, sock.recv_into, buf, False)
+        fut, fd = handle._args[0], handle._args[1]
+        try:
+            return await fut
+        finally:
+            if self._readers.get(fd) is handle:
+                self._remove_reader(fd)
+
+    def _sock_wait_read(self, sock, read, arg, peek):
+        """Makes sock_recv()'s wait: a future, and fd's reader that calls
+        _sock_read_ready(fut, fd, read, arg, oneshot), replacing a reader
+        fd had, as asyncio's add_reader() does (same checks, same errors);
+        returns the reader's handle.  peek: the read has not been tried;
+        None when it would not block, or when sock is not a plain socket
+        (then the caller tries it, as asyncio does).
+
+        A plain socket (whose read is recv(2) on its fd: not a subclass,
+        not a mock), non-blocking, not a transport's, outside debug mode,
+        is waited for by a one-shot reader of the C loop, made in the call
+        that peeks; any other the generic way."""
+        if (sock.__class__ is _socket_class and not self._debug
+                and not self._closed and sock.timeout == 0.0):
+            fd = sock.fileno()
+            if (fd >= 0 and fd not in self._streams
+                    and fd not in self._transports.data):
+                rc = lib.loop_wait_readable(self._cloop, fd, peek)
+                if rc:
+                    if rc > 0:
+                        return None
+                    raise os_error(rc)
+                # Handle(self._sock_read_ready, (...), self) without its
+                # constructor's call, as call_soon() makes its handles.
+                handle = _new_handle(Handle)
+                handle._context = _copy_context()
+                handle._loop = self
+                handle._callback = self._sock_read_ready
+                handle._args = (self.create_future(), fd, read, arg, True)
+                handle._cancelled = False
+                handle._repr = None
+                handle._source_traceback = None
+                readers = self._readers
+                old = readers.get(fd)
+                readers[fd] = handle
+                if old is not None:
+                    old.cancel()
+                return handle
+        if peek:
+            return None
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        return self._add_reader(fd, self._sock_read_ready, fut, fd, read, arg,
+                                False)
+
+    def _sock_read_ready(self, fut, fd, read, arg, oneshot):
+        # oneshot: the C loop's reader went when it reported fd readable.
         if fut.done():
-            return
+            return   # cancelled: its coroutine removes the reader
         try:
             result = read(arg)
         except (BlockingIOError, InterruptedError):
-            return  # not readable after all: wait on
+            # Not readable after all: wait on.
+            if oneshot:
+                rc = lib.loop_wait_readable(self._cloop, fd, 0)
+                if rc < 0:
+                    self._remove_reader(fd)
+                    fut.set_exception(os_error(rc))
+            return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._remove_reader(fd)
             fut.set_exception(exc)
         else:
-            self._remove_reader(fd)
+            # This handle is fd's reader: one that replaced or removed it
+            # would have cancelled it, and it would not run.
+            del self._readers[fd]
+            if not oneshot:
+                lib.loop_remove_reader(self._cloop, fd)
             fut.set_result(result)
+
+    async def sock_sendall(self, sock, data):
+        # asyncio's, with its checks inline; the wait for writability is
+        # asyncio's own (_sock_sendall, _sock_write_done).
+        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == len(data):
+            return
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        # (asyncio's trick: a list in the closure holds the bytes sent.)
+        handle = self._add_writer(fd, self._sock_sendall, fut, sock,
+                                  memoryview(data), [n])
+        fut.add_done_callback(
+            functools.partial(self._sock_write_done, fd, handle=handle))
+        return await fut
 
     # `context`: the transport's own (asyncio passes one from 3.15 on).
 
@@ -162,3 +292,6 @@ class SocketMethods:
 for _name, _func in _compat.BORROWED_METHODS.items():
     setattr(SocketMethods, _name, _func)
 del _name, _func
+for _name, _doc in _compat.OWN_METHOD_DOCS.items():
+    getattr(SocketMethods, _name).__doc__ = _doc
+del _name, _doc

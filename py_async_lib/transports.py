@@ -452,6 +452,26 @@ class StreamTransport(TransportBase, transports.Transport):
             self._pending = pending + data
         return False
 
+    def _data_now(self, data, size):
+        """The same as _data_read() followed, when it returns True, by a run
+        of the read handle (the loop runs it inline, see
+        BaseLoop._dispatch).  Bytes that _read_ready() would hand to
+        data_received() as they are go there without that call: one Python
+        call fewer on each small message (issue 12)."""
+        if (self._pending is not None or size >= BULK_READ or self._paused
+                or self._closing or self._buffered):
+            if self._data_read(data, size):
+                self._read_handle._context.run(self._read_ready)
+            return
+        context = self._read_handle._context
+        try:
+            context.run(self._protocol.data_received, data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            context.run(self._fatal_error, exc,
+                        "Fatal error: protocol.data_received() call failed.")
+
     def _readable(self, nbytes):
         """The stream is readable and the read is ours (LOOP_EV_READABLE);
         the kernel holds nbytes (0: unknown)."""
@@ -627,13 +647,14 @@ class StreamTransport(TransportBase, transports.Transport):
                 return
         if self._eof or self._empty_waiter is not None:
             self._refuse_write("write")
-        if not len(data):
+        n = len(data)
+        if not n:
             return
         if (self._conn_lost or self._fd < 0 or
                 (self._closing and self._closing_drops_writes)):
             self._drop_write()
             return
-        size = _loop_write(self._cloop, self._fd, data, len(data))
+        size = _loop_write(self._cloop, self._fd, data, n)
         if size > 0:
             if self._write_context is None:
                 self._write_context = self._new_write_context()

@@ -791,6 +791,64 @@ def sock_accept_blocking_debug(loop):
         run(loop, loop.sock_accept(s))
 
 
+# Arguments that recv()/recv_into() refuse, with nothing to read yet: asyncio
+# tries the read first, so these fail at once instead of waiting for bytes.
+@case
+def sock_recv_negative_size(loop):
+    with _socketpair() as (a, b):
+        run(loop, loop.sock_recv(a, -1))
+
+
+@case
+def sock_recv_size_not_int(loop):
+    with _socketpair() as (a, b):
+        run(loop, loop.sock_recv(a, "10"))
+
+
+@case
+def sock_recv_size_overflow(loop):
+    with _socketpair() as (a, b):
+        run(loop, loop.sock_recv(a, 10 ** 20))
+
+
+@case
+def sock_recv_size_zero(loop):
+    with _socketpair() as (a, b):
+        return run(loop, loop.sock_recv(a, 0))
+
+
+@case
+def sock_recv_into_bytes(loop):
+    with _socketpair() as (a, b):
+        run(loop, loop.sock_recv_into(a, b"read-only"))
+
+
+@case
+def sock_recv_into_readonly_view(loop):
+    with _socketpair() as (a, b):
+        run(loop, loop.sock_recv_into(a, memoryview(b"read-only")))
+
+
+@case
+def sock_recv_into_released_view(loop):
+    view = memoryview(bytearray(10))
+    view.release()
+    with _socketpair() as (a, b):
+        run(loop, loop.sock_recv_into(a, view))
+
+
+@case
+def sock_recv_into_strided_view(loop):
+    with _socketpair() as (a, b):
+        run(loop, loop.sock_recv_into(a, memoryview(bytearray(10))[::2]))
+
+
+@case
+def sock_recv_into_empty_buffer(loop):
+    with _socketpair() as (a, b):
+        return run(loop, loop.sock_recv_into(a, bytearray()))
+
+
 @case
 def sock_recv_closed_socket(loop):
     a, b = socket.socketpair()

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -81,19 +82,32 @@ def _stop(proc):
     proc.stderr.close()
 
 
-def test_floor_server_echoes():
+@pytest.mark.parametrize("api", ["protocol", "streams", "sock"])
+def test_floor_server_echoes(api):
+    """Each floor echoes on several connections at once, a payload larger
+    than the write limits sent while it is read back (flow control both
+    ways), and the streams and sock_* servers close after the peer's EOF."""
     pytest.importorskip("py_async_lib._casyncio")
-    proc, address = _start([sys.executable, "-m", "benchmarks.floor_server"])
+    proc, address = _start([sys.executable, "-m", "benchmarks.floor_server",
+                            "--api", api])
     try:
-        with socket.create_connection(address, timeout=10) as c:
-            for payload in (b"hello", b"x" * 100_000):
-                c.sendall(payload)
-                got = b""
+        conns = [socket.create_connection(address, timeout=10) for _ in range(3)]
+        for payload in (b"hello", b"x" * 100_000, bytes(range(256)) * 20_000):
+            for c in conns:
+                sender = threading.Thread(target=c.sendall, args=(payload,))
+                sender.start()
+                got = bytearray()
                 while len(got) < len(payload):
                     chunk = c.recv(1 << 20)
                     assert chunk
                     got += chunk
+                sender.join()
                 assert got == payload
+        for c in conns:
+            if api != "protocol":   # EchoProtocol keeps a half-closed peer
+                c.shutdown(socket.SHUT_WR)
+                assert c.recv(1) == b""
+            c.close()
     finally:
         _stop(proc)
 

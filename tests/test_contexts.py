@@ -99,6 +99,8 @@ class StreamRec(Recorder, asyncio.Protocol):
 
     def data_received(self, data):
         self.note("data_received")
+        if self.options.get("fail"):
+            raise RuntimeError("data_received fails")
 
     def eof_received(self):
         self.note("eof_received")
@@ -119,6 +121,8 @@ class BufferedRec(StreamRec, asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes):
         self.note("buffer_updated")
+        if self.options.get("fail"):
+            raise RuntimeError("buffer_updated fails")
 
 
 class DatagramRec(Recorder, asyncio.DatagramProtocol):
@@ -456,11 +460,32 @@ async def stream_sendfile(tmpdir, kind, client_cls=StreamRec):
     return log
 
 
+async def stream_protocol_fails(tmpdir, kind, client_cls=StreamRec):
+    """The client's data_received() (buffer_updated()) raises: the error
+    is reported and the transport closed from the read's context."""
+    loop = asyncio.get_running_loop()
+    log = Log()
+
+    def handler(loop, context):
+        log.mark("loop", "exception_handler",
+                 type(context.get("exception")).__name__)
+    loop.set_exception_handler(handler)
+    pair = StreamPair(kind, log, client_cls, client_opts={"fail": True})
+    client, server = await pair.open(tmpdir)
+    call_in("sender", server.transport.write, b"x" * 100)
+    await client.until("connection_lost")
+    call_in("closer", server.transport.close)
+    await server.until("connection_lost")
+    pair.server.close()
+    await pair.server.wait_closed()
+    return log
+
+
 STREAM_SCENARIOS = [stream_eof, stream_eof_keep_open,
                     stream_pause_resume_reading, stream_write_flow,
                     stream_writelines, stream_close_idle, stream_reset,
                     stream_write_error, stream_reset_while_writing,
-                    stream_sendfile]
+                    stream_sendfile, stream_protocol_fails]
 
 
 # ---- pipes -----------------------------------------------------------------

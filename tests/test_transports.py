@@ -1060,6 +1060,212 @@ def test_sock_recv_wait_that_fails_removes_its_reader(any_loop):
     loop.run_until_complete(asyncio.wait_for(main(), 10))
 
 
+class _SocketSubclass(socket.socket):
+    """Not a plain socket: its reads are its own, so the loop's sock_recv()
+    must call them (our loop waits on such sockets the generic way)."""
+
+    def recv(self, n, *args):
+        return b"<" + super().recv(n, *args) + b">"
+
+
+def _pair(cls=socket.socket):
+    a, b = socket.socketpair()
+    if cls is not socket.socket:
+        a = cls(fileno=a.detach())
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+@pytest.mark.parametrize("cls", [socket.socket, _SocketSubclass])
+def test_sock_recv_waits_once_and_again(any_loop, cls):
+    # Waits one after another on one socket, by sock_recv() and
+    # sock_recv_into(), each woken by new bytes; bytes already there are
+    # returned without a wait; EOF ends it.
+    loop = any_loop
+    wrap = (lambda d: b"<" + d + b">") if cls is _SocketSubclass else bytes
+
+    async def main():
+        a, b = _pair(cls)
+        try:
+            for i in range(5):
+                task = asyncio.ensure_future(loop.sock_recv(a, 10))
+                await asyncio.sleep(0.01)
+                assert not task.done()
+                b.send(b"m%d" % i)
+                assert await task == wrap(b"m%d" % i)
+                buf = bytearray(10)
+                task = asyncio.ensure_future(loop.sock_recv_into(a, buf))
+                await asyncio.sleep(0.01)
+                b.send(b"into")
+                assert await task == 4
+                assert buf[:4] == b"into"
+                b.send(b"now")
+                await asyncio.sleep(0.01)
+                assert await loop.sock_recv(a, 10) == wrap(b"now")
+            assert not loop.remove_reader(a)
+            b.close()
+            assert await loop.sock_recv(a, 10) == wrap(b"")
+        finally:
+            a.close()
+            b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_sock_recv_wait_woken_for_nothing_waits_on(any_loop):
+    # The bytes that woke a waiting sock_recv() are taken by a callback
+    # that runs before its read: the read finds nothing and the wait goes
+    # on, for the next bytes.
+    loop = any_loop
+
+    async def main():
+        a, b = _pair()
+        try:
+            task = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            b.send(b"stolen")
+            select_readable(a)
+            taken = []
+            loop.call_soon(lambda: taken.append(a.recv(10)))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert taken == [b"stolen"]
+            assert not task.done()
+            b.send(b"next")
+            assert await task == b"next"
+            assert not loop.remove_reader(a)
+        finally:
+            a.close()
+            b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_cancelled_sock_recv_consumes_nothing(any_loop):
+    # The bytes come in the iteration in which the waiting task is
+    # cancelled: its reader may still run, but reads nothing.
+    loop = any_loop
+
+    async def main():
+        a, b = _pair()
+        try:
+            task = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            b.send(b"keep")
+            select_readable(a)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not loop.remove_reader(a)
+            assert await loop.sock_recv(a, 10) == b"keep"
+        finally:
+            a.close()
+            b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_concurrent_sock_recv_on_one_socket(any_loop):
+    # As asyncio has it: the second wait replaces the first one's reader;
+    # the second gets the bytes, the first waits until it is cancelled.
+    loop = any_loop
+
+    async def main():
+        a, b = _pair()
+        try:
+            first = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            second = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            b.send(b"one")
+            assert await second == b"one"
+            b.send(b"two")
+            await asyncio.sleep(0.05)
+            assert not first.done()
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            assert not loop.remove_reader(a)
+            assert await loop.sock_recv(a, 10) == b"two"
+        finally:
+            a.close()
+            b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_sock_recv_on_socket_closed_while_waiting(any_loop):
+    # Closing the socket does not wake the wait (on either loop: epoll
+    # forgets the closed fd); cancelling it still works, and its reader is
+    # gone afterwards; a new socket with the same fd number can be waited
+    # on.
+    loop = any_loop
+
+    async def main():
+        a, b = _pair()
+        fd = a.fileno()
+        task = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0.01)
+        a.close()
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        b.close()
+        c, d = _pair()
+        try:
+            if c.fileno() != fd:
+                os.dup2(c.fileno(), fd)
+                c.close()
+                c = socket.socket(fileno=fd)
+                c.setblocking(False)
+            task = asyncio.ensure_future(loop.sock_recv(c, 10))
+            await asyncio.sleep(0.01)
+            d.send(b"new")
+            assert await task == b"new"
+        finally:
+            c.close()
+            d.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def test_sock_recv_wait_and_add_reader_on_one_fd(any_loop):
+    # A reader added after a wait that fired (and before one) is a plain
+    # level-triggered reader on either loop.
+    loop = any_loop
+
+    async def main():
+        a, b = _pair()
+        try:
+            task = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.01)
+            b.send(b"x")
+            assert await task == b"x"
+            calls = []
+            loop.add_reader(a, calls.append, 1)
+            b.send(b"y")
+            for _ in range(3):
+                select_readable(a)
+                await asyncio.sleep(0)
+            assert len(calls) >= 2
+            assert loop.remove_reader(a)
+            assert await loop.sock_recv(a, 10) == b"y"
+        finally:
+            a.close()
+            b.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
+def select_readable(sock):
+    """Waits (outside the loop) until sock has bytes for it."""
+    import select
+    select.select([sock], [], [], 5)
+
+
 @pytest.mark.parametrize("queued_before", [False, True])
 def test_read_callback_order_around_timers_and_callbacks(any_loop,
                                                          queued_before):

@@ -532,6 +532,173 @@ TEST(test_table_grows_past_doubling)
     close(sv[1]);
 }
 
+/* ---- one-shot read waits (loop_wait_readable) ---------------------------- */
+
+static int sockpair(int sv[2])
+{
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                      sv);
+}
+
+/* A wait reports fd once and is gone; the next one re-arms it; the peek
+ * arms nothing while there is something to read. */
+TEST(test_wait_readable_once)
+{
+    loop_t *loop;
+    loop_event_t ev[MAXEV];
+    const int64_t *hint;
+    int sv[2], i;
+
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(sockpair(sv) == 0);
+    hint = loop_poll_hint(loop);
+    for (i = 0; i < 3; i++) {
+        CHECK_EQ(loop_wait_readable(loop, sv[0], 1), 0);
+        CHECK_EQ(hint[0], 1);
+        CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+        REQUIRE(write(sv[1], "x", 1) == 1);
+        CHECK_EQ(loop_run_once(loop, 1000, ev, MAXEV), 1);
+        CHECK_EQ(io_mask(ev, 1, sv[0]), LOOP_READABLE);
+        /* Gone: still readable, but nothing more is reported. */
+        CHECK_EQ(hint[0], 0);
+        CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+        CHECK_EQ(loop_remove_reader(loop, sv[0]), 0);
+        /* Something to read: the peek arms nothing. */
+        CHECK_EQ(loop_wait_readable(loop, sv[0], 1), 1);
+        CHECK_EQ(hint[0], 0);
+        drain(sv[0]);
+    }
+    /* peek == 0 arms even when there is something to read. */
+    REQUIRE(write(sv[1], "x", 1) == 1);
+    CHECK_EQ(loop_wait_readable(loop, sv[0], 0), 0);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 1);
+    CHECK_EQ(io_mask(ev, 1, sv[0]), LOOP_READABLE);
+    /* EOF is something to read. */
+    drain(sv[0]);
+    close(sv[1]);
+    CHECK_EQ(loop_wait_readable(loop, sv[0], 1), 1);
+    loop_free(loop);
+    close(sv[0]);
+}
+
+/* Removed before it fires: nothing is reported.  A plain reader after a
+ * fired wait (whose registration is parked in epoll) is level-triggered as
+ * ever, and a wait replaces a plain reader. */
+TEST(test_wait_readable_and_readers)
+{
+    loop_t *loop;
+    loop_event_t ev[MAXEV];
+    struct hit h = { 0, -1, 0 };
+    int sv[2];
+
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(sockpair(sv) == 0);
+    CHECK_EQ(loop_wait_readable(loop, sv[0], 1), 0);
+    CHECK_EQ(loop_remove_reader(loop, sv[0]), 1);
+    REQUIRE(write(sv[1], "x", 1) == 1);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+
+    CHECK_EQ(loop_wait_readable(loop, sv[0], 0), 0);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 1);
+    CHECK_EQ(loop_add_reader(loop, sv[0], io_cb, &h), 0);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    CHECK_EQ(h.calls, 2);
+
+    /* The wait replaces the callback reader, and goes after one event. */
+    CHECK_EQ(loop_wait_readable(loop, sv[0], 0), 0);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 1);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    CHECK_EQ(h.calls, 2);
+    CHECK_EQ(loop_remove_reader(loop, sv[0]), 0);
+    loop_free(loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* With a writer beside it the registration stays armed for the writer:
+ * the wait still goes after one event, the writer stays; and a wait left
+ * alone after the writer goes is one-shot again. */
+TEST(test_wait_readable_with_writer)
+{
+    loop_t *loop;
+    loop_event_t ev[MAXEV];
+    int sv[2], n;
+
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(sockpair(sv) == 0);
+    CHECK_EQ(loop_add_writer(loop, sv[0], NULL, NULL), 0);
+    CHECK_EQ(loop_wait_readable(loop, sv[0], 1), 0);
+    REQUIRE(write(sv[1], "x", 1) == 1);
+    n = loop_run_once(loop, 0, ev, MAXEV);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(io_mask(ev, n, sv[0]), LOOP_READABLE | LOOP_WRITABLE);
+    n = loop_run_once(loop, 0, ev, MAXEV);
+    CHECK_EQ(io_mask(ev, n, sv[0]), LOOP_WRITABLE);
+    CHECK_EQ(loop_remove_reader(loop, sv[0]), 0);
+
+    CHECK_EQ(loop_wait_readable(loop, sv[0], 0), 0);
+    CHECK_EQ(loop_remove_writer(loop, sv[0]), 1);
+    n = loop_run_once(loop, 0, ev, MAXEV);
+    CHECK_EQ(io_mask(ev, n, sv[0]), LOOP_READABLE);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 0);
+    loop_free(loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* The fd of a fired wait closed and its number reused by another socket:
+ * the re-arm's EPOLL_CTL_MOD finds no registration and adds one; a stream
+ * opened on a parked number works; a closed fd says EBADF, and to the peek
+ * it is something to read (the caller's read reports the error), as is a
+ * pipe (not a socket). */
+TEST(test_wait_readable_fd_reuse)
+{
+    loop_t *loop;
+    loop_event_t ev[MAXEV];
+    int sv[2], sw[2], p[2], fd, n;
+
+    REQUIRE(loop_new(&loop) == 0);
+    REQUIRE(sockpair(sv) == 0);
+    fd = sv[0];
+    CHECK_EQ(loop_wait_readable(loop, fd, 0), 0);
+    REQUIRE(write(sv[1], "x", 1) == 1);
+    CHECK_EQ(loop_run_once(loop, 0, ev, MAXEV), 1);
+    close(sv[0]);
+    close(sv[1]);
+    CHECK_EQ(loop_wait_readable(loop, fd, 0), -EBADF);
+    CHECK_EQ(loop_wait_readable(loop, fd, 1), 1);
+    REQUIRE(sockpair(sw) == 0);
+    if (sw[0] != fd) {
+        REQUIRE(dup2(sw[0], fd) == fd);
+        close(sw[0]);
+    }
+    CHECK_EQ(loop_wait_readable(loop, fd, 1), 0);
+    REQUIRE(write(sw[1], "y", 1) == 1);
+    n = loop_run_once(loop, 1000, ev, MAXEV);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(io_mask(ev, n, fd), LOOP_READABLE);
+
+    /* fd's registration is parked: a stream takes the number over. */
+    CHECK_EQ(loop_stream_open(loop, fd, LOOP_STREAM_SOCKET), 0);
+    CHECK_EQ(loop_stream_read_start(loop, fd), 0);
+    n = loop_run_once(loop, 1000, ev, MAXEV);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(ev[0].kind, LOOP_EV_DATA);
+    CHECK_EQ(ev[0].a, 1);
+    CHECK_EQ(loop_stream_close(loop, fd), 0);
+
+    REQUIRE(pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+    CHECK_EQ(loop_wait_readable(loop, p[0], 1), 1);
+    CHECK_EQ(loop_wait_readable(loop, -1, 1), -EBADF);
+    CHECK_EQ(loop_wait_readable(NULL, fd, 1), -EINVAL);
+    loop_free(loop);
+    close(fd);
+    close(sw[1]);
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     CT_BEGIN("test_io");
@@ -550,5 +717,9 @@ int main(void)
     RUN(test_err_is_writable);
     RUN(test_io_capacity);
     RUN(test_table_grows_past_doubling);
+    RUN(test_wait_readable_once);
+    RUN(test_wait_readable_and_readers);
+    RUN(test_wait_readable_with_writer);
+    RUN(test_wait_readable_fd_reuse);
     return CT_END();
 }

@@ -5,7 +5,8 @@
  * A small pool of real fds per input: two socketpairs, a pipe, an eventfd, a
  * regular file (memfd: epoll refuses it) and a closed fd number.  The input
  * decodes into add/remove reader/writer (event or C-callback watchers,
- * callbacks that remove themselves or drain their fd), stream
+ * callbacks that remove themselves or drain their fd), one-shot read waits
+ * (loop_wait_readable, with and without its peek), stream
  * open/close/read start/stop, making fds readable or draining them, closing
  * an fd or putting another file under its number behind the loop's back,
  * and run_once.  A model of the table and of each fd's readiness predicts:
@@ -46,6 +47,7 @@ struct pfd {
     int pending;                 /* bytes to read (eventfd: counter > 0) */
     /* the loop's view */
     int kind, dirs, rcb, wcb;
+    int oneshot;                 /* the reader goes after one report */
     uint8_t ract, wact;          /* callback actions */
     int reading, sflags;
     int tbl;                     /* R/W the table believes epoll has */
@@ -58,6 +60,8 @@ static struct {
     int grown;                   /* the table has slots for the pool */
     /* per run_once: what was reported, by pool index */
     int io_mask[NPOOL], cb_mask[NPOOL], ncb[NPOOL];
+    int expect[NPOOL];           /* what epoll reports for each fd */
+    int fired[NPOOL];            /* its one-shot reader went (model) */
     int in_run;
 } F;
 
@@ -158,6 +162,7 @@ static void do_add(int i, int dir, int cb, uint8_t act)
         if (dir == R) {
             p->rcb = cb;
             p->ract = act;
+            p->oneshot = 0;
         } else {
             p->wcb = cb;
             p->wact = act;
@@ -175,7 +180,7 @@ static int model_remove(struct pfd *p, int dir)
     (void)model_set_events(p, nd, 0);
     p->dirs = nd;
     if (dir == R)
-        p->rcb = 0;
+        p->rcb = p->oneshot = 0;
     else
         p->wcb = 0;
     if (nd == 0) {
@@ -194,6 +199,37 @@ static void do_remove(int i, int dir)
 
     FUZZ_CHECK(rc == want, "remove %s fd %d: %d, want %d",
                dir == R ? "reader" : "writer", p->fd, rc, want);
+}
+
+/* What loop_wait_readable's peek (recv MSG_PEEK) finds: 1 unless a socket
+ * with nothing to read (EAGAIN); other files fail (ENOTSOCK, EBADF). */
+static int model_peek(const struct pfd *p)
+{
+    return p->type != T_SOCK || p->pending > 0 || p->hup;
+}
+
+static void do_wait(int i, int peek)
+{
+    struct pfd *p = &F.p[i];
+    int want, rc;
+
+    want = peek && model_peek(p) ? 1 : model_add(p, R);
+    rc = loop_wait_readable(F.loop, p->fd, peek);
+    FUZZ_CHECK(rc == want, "wait_readable fd %d peek %d (type %d kind %d): "
+               "%d, want %d", p->fd, peek, p->type, p->kind, rc, want);
+    if (rc == 0) {
+        p->rcb = 0;
+        p->oneshot = 1;
+    }
+}
+
+/* A one-shot reader was reported: it is gone, as if removed. */
+static void model_fired(int i)
+{
+    if (F.fired[i])
+        return;
+    F.fired[i] = 1;
+    (void)model_remove(&F.p[i], R);
 }
 
 /* ---- streams --------------------------------------------------------------- */
@@ -404,6 +440,9 @@ static void watch_cb(loop_t *loop, int fd, int mask, void *data)
     FUZZ_CHECK(p->kind == K_WATCH && (p->dirs & mask) &&
                (mask == R ? p->rcb : p->wcb),
                "callback fd %d mask %d without such a watcher", fd, mask);
+    /* A one-shot reader of this fd went before the callbacks ran. */
+    if (p->oneshot && (F.expect[i] & p->dirs & R))
+        model_fired(i);
     F.cb_mask[i] |= mask;
     F.ncb[i]++;
     act = mask == R ? p->ract : p->wact;
@@ -430,6 +469,7 @@ static void run_once(void)
     int before_rcb[NPOOL], before_wcb[NPOOL], before_reading[NPOOL];
     int before_pending[NPOOL], before_type[NPOOL], before_hup[NPOOL];
     uint8_t before_ract[NPOOL];
+    int before_oneshot[NPOOL];
     int data_len[NPOOL], eof[NPOOL], err[NPOOL];
     int n, i;
 
@@ -441,6 +481,9 @@ static void run_once(void)
         before_rcb[i] = p->rcb;
         before_wcb[i] = p->wcb;
         before_ract[i] = p->ract;
+        before_oneshot[i] = p->oneshot;
+        F.expect[i] = expect[i];
+        F.fired[i] = 0;
         before_reading[i] = p->reading;
         before_pending[i] = p->pending;
         before_type[i] = p->type;
@@ -507,6 +550,8 @@ static void run_once(void)
                        F.io_mask[i], F.cb_mask[i], want_io, want_cb);
             FUZZ_CHECK(!data_len[i] && !eof[i] && !err[i],
                        "stream event on watched fd %d", p->fd);
+            if (before_oneshot[i] && (got & R))
+                model_fired(i);
         } else {
             FUZZ_CHECK(!F.io_mask[i] && !F.cb_mask[i],
                        "watcher report for fd %d (kind %d)", p->fd,
@@ -663,8 +708,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 reopen_behind(i);
             break;
         case 13:
-        case 14:
             run_once();
+            break;
+        case 14:
+            do_wait(i, act & 1);
             break;
         case 15: {
             /* numbers the pool does not have: negative, closed, huge */
