@@ -36,6 +36,7 @@ _fileobj_to_fd = _compat.fileobj_to_fd
 _loop_run_once = lib.pyal_run_once   # one lookup, not one per iteration
 _poll_due = lib.pyal_poll_due
 _loop_call_at = lib.loop_call_at
+_loop_timer_cancel = lib.loop_timer_cancel
 _monotonic_ns = time.monotonic_ns    # the C loop's clock (CLOCK_MONOTONIC)
 # range(n) for the small n of most batches: making one costs as much as
 # running a callback's loop step ten times (callgrind, 3.11: 940
@@ -277,7 +278,7 @@ class BaseLoop(_compat.BaseEventLoop):
             handle._scheduled = False
             tid = handle._tid
             del self._timers[tid]
-            lib.loop_timer_cancel(self._cloop, tid)
+            _loop_timer_cancel(self._cloop, tid)
 
     def _write_to_self(self):
         # Called by call_soon_threadsafe from any thread, and from signal

@@ -51,6 +51,20 @@ class TimerHandle(_compat.TimerHandle):
     __slots__ = ("_tid",)
     __init__ = object.__init__
 
+    def cancel(self):
+        # asyncio's TimerHandle.cancel() and Handle.cancel() in one frame,
+        # reading the loop's _debug instead of calling get_debug(): a
+        # timeout cancels its timer whenever what it guards finishes first.
+        if not self._cancelled:
+            loop = self._loop
+            loop._timer_handle_cancelled(self)
+            self._cancelled = True
+            if loop._debug:
+                # As asyncio keeps it: what a slow-callback warning shows.
+                self._repr = repr(self)
+            self._callback = None
+            self._args = None
+
 
 def make_timer_handle(when, callback, args, loop, context=None):
     """TimerHandle(when, callback, args, loop, context) as asyncio's
