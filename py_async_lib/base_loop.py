@@ -587,6 +587,12 @@ class BaseLoop(_compat.BaseEventLoop):
         rc = add(self._cloop, fd, NULL, NULL)
         if rc < 0:
             raise os_error(rc)
+        return self._set_watcher(watchers, fd, handle)
+
+    def _set_watcher(self, watchers, fd, handle):
+        """Makes handle fd's entry in watchers (_readers or _writers), once
+        the C loop watches fd: the one it replaces is cancelled, as asyncio's
+        add_reader() cancels the handle it replaces."""
         old = watchers.get(fd)
         watchers[fd] = handle
         if old is not None:

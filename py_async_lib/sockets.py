@@ -7,7 +7,6 @@ second time, the loop takes asyncio's own functions for them (whatever this
 Python version has), and adds what is ours: the transports whose I/O the C
 loop does.
 """
-import contextvars
 import functools
 import os
 import socket
@@ -15,21 +14,13 @@ import socket
 from . import _compat
 from ._binding import lib, os_error
 from ._compat import logger
-from .handles import Handle
+from .handles import make_handle
 from .transports import SocketTransport
-
-try:
-    import ssl
-except ImportError:  # pragma: no cover
-    ssl = None
 
 __all__ = ["SocketMethods"]
 
 _selector_start_serving = _compat.SELECTOR_START_SERVING
-_SSLSocket = ssl.SSLSocket if ssl is not None else None
-_copy_context = contextvars.copy_context
 _socket_class = socket.socket
-_new_handle = object.__new__
 
 # asyncio accepts up to `backlog` connections each time the listening socket
 # is readable.  Until its transport is set up, two iterations later, every
@@ -68,23 +59,20 @@ class SocketMethods:
     """Mixin for the loop: socket methods and stream transport factories."""
 
     # sock_recv(), sock_recv_into() and sock_sendall() behave as asyncio's,
-    # with less work per call and per wait (issue 12).  The checks are
-    # inline.  On a plain non-blocking socket, asyncio's first try of the
-    # read, which raises BlockingIOError when there is nothing yet (1.5 us
-    # of the ~16 us a waited message costs), is a peek in C that arms a
-    # one-shot reader of the C loop in the same call (loop_wait_readable):
-    # after one event it is gone without a syscall, and the next wait
-    # re-arms it with one.  The read runs as asyncio's, in a reader handle;
-    # it leaves fd's reader entry on success, instead of a done-callback of
-    # the future doing it one callback later (asyncio's costs a
-    # functools.partial, a Handle and a remove_reader() per wait).  A
-    # cancelled wait's reader is removed by the coroutine.
+    # with less work per call and per wait (issue 12).  On a plain
+    # non-blocking socket, asyncio's first try of the read, which raises
+    # BlockingIOError when there is nothing yet (1.5 us of the ~16 us a
+    # waited message costs), is a peek in C that arms a one-shot reader of
+    # the C loop in the same call (loop_wait_readable): after one event it
+    # is gone without a syscall, and the next wait re-arms it with one.  The
+    # read runs as asyncio's, in a reader handle; it leaves fd's reader
+    # entry on success, instead of a done-callback of the future doing it
+    # one callback later (asyncio's costs a functools.partial, a Handle and
+    # a remove_reader() per wait).  A cancelled wait's reader is removed by
+    # the coroutine.
 
     async def sock_recv(self, sock, n):
-        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
-            raise TypeError("Socket cannot be of type SSLSocket")
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
+        self._check_sock(sock)
         # The peek stands for asyncio's first recv() only where that
         # recv() could not refuse its argument before reading.
         handle = (self._sock_wait_read(sock, sock.recv, n, True)
@@ -104,10 +92,7 @@ class SocketMethods:
                 self._remove_reader(fd)
 
     async def sock_recv_into(self, sock, buf):
-        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
-            raise TypeError("Socket cannot be of type SSLSocket")
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
+        self._check_sock(sock)
         handle = (self._sock_wait_read(sock, sock.recv_into, buf, True)
                   if _plain_recv_into_buffer(buf) else None)
         if handle is None:
@@ -122,6 +107,12 @@ class SocketMethods:
         finally:
             if self._readers.get(fd) is handle:
                 self._remove_reader(fd)
+
+    def _check_sock(self, sock):
+        # asyncio's checks of a sock_*() argument, before anything is tried.
+        _compat.check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
 
     def _sock_wait_read(self, sock, read, arg, peek):
         """Makes sock_recv()'s wait: a future, and fd's reader that calls
@@ -145,22 +136,10 @@ class SocketMethods:
                     if rc > 0:
                         return None
                     raise os_error(rc)
-                # Handle(self._sock_read_ready, (...), self) without its
-                # constructor's call, as call_soon() makes its handles.
-                handle = _new_handle(Handle)
-                handle._context = _copy_context()
-                handle._loop = self
-                handle._callback = self._sock_read_ready
-                handle._args = (self.create_future(), fd, read, arg, True)
-                handle._cancelled = False
-                handle._repr = None
-                handle._source_traceback = None
-                readers = self._readers
-                old = readers.get(fd)
-                readers[fd] = handle
-                if old is not None:
-                    old.cancel()
-                return handle
+                handle = make_handle(self._sock_read_ready,
+                                     (self.create_future(), fd, read, arg,
+                                      True), self)
+                return self._set_watcher(self._readers, fd, handle)
         if peek:
             return None
         fut = self.create_future()
@@ -199,10 +178,7 @@ class SocketMethods:
     async def sock_sendall(self, sock, data):
         # asyncio's, with its checks inline; the wait for writability is
         # asyncio's own (_sock_sendall, _sock_write_done).
-        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
-            raise TypeError("Socket cannot be of type SSLSocket")
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
+        self._check_sock(sock)
         try:
             n = sock.send(data)
         except (BlockingIOError, InterruptedError):
