@@ -21,7 +21,7 @@ from . import _compat
 from ._binding import NULL, check, ffi, lib, os_error
 from ._binding import (EV_CHILD, EV_DATA, EV_DRAINED, EV_EOF, EV_ERROR,
                        EV_IO, EV_READABLE, EV_RESUME, EV_TIMER, EVENT_INTS,
-                       HINT_INTS, READABLE, WRITABLE)
+                       READABLE, WRITABLE)
 from ._compat import logger
 from .handles import (Handle, TimerHandle, make_handle, make_timer_handle,
                       report_callback_exception)
@@ -96,8 +96,6 @@ class BaseLoop(_compat.BaseEventLoop):
         size = ffi.new("size_t *")
         lib.loop_read_arena(self._cloop, base, size)
         self._arena = ffi.buffer(base[0], size[0])
-        hint = lib.loop_poll_hint(self._cloop)
-        self._poll_hint = memoryview(ffi.buffer(hint, 8 * HINT_INTS)).cast("q")
 
     # ---- closing -------------------------------------------------------
 
@@ -121,7 +119,6 @@ class BaseLoop(_compat.BaseEventLoop):
         self._timers.clear()
         self._arena = None
         self._event_ints = None
-        self._poll_hint = None
         with self._wakeup_lock:
             cloop, self._cloop = self._cloop, None
         lib.loop_free(cloop)
