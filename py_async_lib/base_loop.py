@@ -27,6 +27,7 @@ from ._compat import logger
 from .handles import (Handle, TimerHandle, make_handle, make_timer_handle,
                       report_callback_exception)
 from .health import LoopStats, SlowIterationHook, log_slow_iteration
+from .transports import BULK_READ
 
 __all__ = ["BaseLoop"]
 
@@ -449,7 +450,9 @@ class BaseLoop(_compat.BaseEventLoop):
           LOOP_EV_DATA      the loop copies the bytes out of its arena (which
                             the next poll reuses) and calls
                             transport._data_read(bytes, size), or
-                            transport._data_now(bytes, size) (below)
+                            transport._data_now(bytes, size), or gives them
+                            to the protocol through transport._direct_read
+                            (below)
           LOOP_EV_READABLE  transport._readable(nbytes): the transport reads
                             for itself
           EOF, ERROR, DRAINED, RESUME
@@ -464,11 +467,15 @@ class BaseLoop(_compat.BaseEventLoop):
         running it right here for bytes the C loop read (LOOP_EV_DATA) is
         the same order and saves the trip through the queue: the loop then
         calls _data_now(), which does what _data_read() and the read handle
-        would (the transport may hand the bytes to its protocol without
-        making the handle's call).  What it schedules belongs to the next
-        iteration, so it is set aside and queued after this iteration's
-        handles.  Returns how many handles were set aside so (at the end of
-        _ready, not to run in this iteration).
+        would, or, for a read under BULK_READ while the transport's
+        _direct_read is set (nothing pending, reading on: see
+        StreamTransport._read_state_changed), what the read handle would do
+        with the bytes itself: _direct_read(protocol.data_received, bytes),
+        and transport._data_received_failed(exc) if that raises.  What the
+        runs schedule belongs to the next iteration, so it is set aside and
+        queued after this iteration's handles.  Returns how many handles
+        were set aside so (at the end of _ready, not to run in this
+        iteration).
 
         The events are read from an iterator over the array's (kind, fd, a,
         b) tuples.  When an inline run raises, the rest of them is queued by
@@ -501,8 +508,17 @@ class BaseLoop(_compat.BaseEventLoop):
                     if stream._data_read(data, size):
                         ready.append(stream._read_handle)
                     continue
+                run = stream._direct_read
                 try:
-                    stream._data_now(data, size)
+                    if run is not None and size < BULK_READ:
+                        try:
+                            run(stream._protocol.data_received, data)
+                        except (SystemExit, KeyboardInterrupt):
+                            raise
+                        except BaseException as exc:
+                            stream._data_received_failed(exc)
+                    else:
+                        stream._data_now(data, size)
                 except BaseException:
                     # (SystemExit, KeyboardInterrupt: the transport catches
                     # the rest.)  The events not routed yet are queued, as

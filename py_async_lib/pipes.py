@@ -175,10 +175,8 @@ class WritePipeTransport(_PipeTransport):
 
     # ---- the other end goes away ---------------------------------------
 
-    def _data_now(self, data, size):
-        # Any bytes mean the end of the pipe (_read_ready), never data.
-        if self._data_read(data, size):
-            self._read_handle._context.run(self._read_ready)
+    # Any bytes mean the end of the pipe (_read_ready), never data.
+    _reads_to_protocol = False
 
     def _read_ready(self):
         # Bytes from the other end of a socket passed as a write pipe:

@@ -254,10 +254,13 @@ class StreamTransport(TransportBase, transports.Transport):
 
     __slots__ = ("_cloop", "_fd", "_by_caller", "_read_avail", "_pending",
                  "_eof", "_empty_waiter", "_read_handle", "_buffered",
-                 "_write_context", "_flush_error")
+                 "_write_context", "_flush_error", "_direct_read")
 
     _stream_flags = 0
     _is_socket = False   # _stream_flags has LOOP_STREAM_SOCKET
+    # False: every read goes through _data_read()/_data_now(), never
+    # straight to the protocol (see _read_state_changed).
+    _reads_to_protocol = True
 
     def __init__(self, loop, sock, protocol, extra=None, server=None,
                  context=None):
@@ -273,6 +276,8 @@ class StreamTransport(TransportBase, transports.Transport):
         # The errno of a flush that failed while a read left to us was
         # queued (see _stream_event); 0 if none.
         self._flush_error = 0
+        # See _read_state_changed(); set once the protocol is.
+        self._direct_read = None
         super().__init__(extra, loop)
         self._context = context
         self._sock_fd = sock.fileno()
@@ -328,6 +333,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._sock is None or self._conn_lost or self._fd >= 0:
             return
         self._open_stream()
+        self._read_state_changed()
         self._start_reading()
 
     def _release_stream(self):
@@ -342,11 +348,13 @@ class StreamTransport(TransportBase, transports.Transport):
                 self._loop._stream_closed(fd)
         self._pending = None
         self._write_context = None
+        self._read_state_changed()
 
     def _loop_closed(self):
         # The loop freed its C side: nothing may call into it any more.
         self._cloop = None
         self._fd = -1
+        self._read_state_changed()
 
     def _push_write_limits(self):
         if self._fd >= 0 and self._cloop is not None:
@@ -413,6 +421,33 @@ class StreamTransport(TransportBase, transports.Transport):
 
     # ---- reading -----------------------------------------------------------
 
+    def _read_state_changed(self):
+        """Keeps _direct_read true to the read state; called wherever that
+        changes (the bytes pending, pause, close, the protocol's kind, the
+        read handle, the stream).
+
+        _direct_read is the run() of the read handle's context while a
+        read smaller than BULK_READ that the C loop made may go straight to
+        protocol.data_received() (nothing pending, reading neither paused
+        nor closed, the stream open, not a BufferedProtocol), else None.
+        The loop then calls _direct_read(protocol.data_received, bytes)
+        itself, and _data_received_failed(exc) if that raises: what the
+        read handle would do, without the Python call of _data_now() or
+        _read_ready() (issue 12).  Only the transport writes it."""
+        if (self._pending is None and not self._paused and
+                not self._closing and self._fd >= 0 and
+                not self._buffered and self._reads_to_protocol):
+            self._direct_read = self._read_handle._context.run
+        else:
+            self._direct_read = None
+
+    def _data_received_failed(self, exc):
+        """protocol.data_received() raised in a call the loop made through
+        _direct_read: fatal, as in _read_ready(), in the same context."""
+        self._read_handle._context.run(
+            self._fatal_error, exc,
+            "Fatal error: protocol.data_received() call failed.")
+
     def set_protocol(self, protocol):
         self._buffered = isinstance(protocol, protocols.BufferedProtocol)
         self._protocol = protocol
@@ -420,6 +455,11 @@ class StreamTransport(TransportBase, transports.Transport):
         # A buffered protocol has its own buffer: recv_into it.
         if self._buffered != self._by_caller:
             self._read_by_caller(self._buffered)
+        self._read_state_changed()
+
+    def pause_reading(self):
+        super().pause_reading()
+        self._read_state_changed()
 
     def resume_reading(self):
         if self._paused and not self._closing:
@@ -432,6 +472,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 self._loop._call_soon(self._read_ready, (),
                                       self._read_handle._context)
         super().resume_reading()
+        self._read_state_changed()
 
     # What the loop reports (see BaseLoop._dispatch): True when the read
     # handle is to be queued, that is when nothing was pending.
@@ -444,6 +485,7 @@ class StreamTransport(TransportBase, transports.Transport):
         pending = self._pending
         if pending is None:
             self._pending = data
+            self._direct_read = None   # (see _read_state_changed)
             return True
         if pending is READ_NOW:
             # Queued when the reads were ours: the loop's read is the data.
@@ -455,22 +497,10 @@ class StreamTransport(TransportBase, transports.Transport):
     def _data_now(self, data, size):
         """The same as _data_read() followed, when it returns True, by a run
         of the read handle (the loop runs it inline, see
-        BaseLoop._dispatch).  Bytes that _read_ready() would hand to
-        data_received() as they are go there without that call: one Python
-        call fewer on each small message (issue 12)."""
-        if (self._pending is not None or size >= BULK_READ or self._paused
-                or self._closing or self._buffered):
-            if self._data_read(data, size):
-                self._read_handle._context.run(self._read_ready)
-            return
-        context = self._read_handle._context
-        try:
-            context.run(self._protocol.data_received, data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            context.run(self._fatal_error, exc,
-                        "Fatal error: protocol.data_received() call failed.")
+        BaseLoop._dispatch), for the reads that _direct_read does not
+        take."""
+        if self._data_read(data, size):
+            self._read_handle._context.run(self._read_ready)
 
     def _readable(self, nbytes):
         """The stream is readable and the read is ours (LOOP_EV_READABLE);
@@ -478,6 +508,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._pending is not None:
             return False
         self._pending = READ_NOW
+        self._direct_read = None   # (see _read_state_changed)
         self._read_avail = nbytes
         return True
 
@@ -486,6 +517,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if data is None or self._paused or self._closing:
             return
         self._pending = None
+        self._read_state_changed()
         if data is READ_NOW:
             if self._buffered:
                 self._recv_into_buffer()
@@ -610,6 +642,7 @@ class StreamTransport(TransportBase, transports.Transport):
             if view and (self._paused or self._closing):
                 if self._paused:
                     self._pending = view.tobytes()
+                    self._read_state_changed()
                 return
 
     def _on_eof(self):
@@ -785,6 +818,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._closing:
             return
         self._closing = True
+        self._read_state_changed()
         self._stop_reading()
         self._maybe_finish_close()
 
@@ -810,6 +844,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 self._empty_waiter.set_exception(exc)
         self._release_stream()
         self._closing = True
+        self._read_state_changed()
         self._conn_lost += 1
         self._call_soon(self._call_connection_lost, exc)
 

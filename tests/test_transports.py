@@ -989,6 +989,89 @@ def test_protocol_switch_between_buffered_and_plain(loop):
     loop.run_until_complete(asyncio.wait_for(main(), 20))
 
 
+def _direct_read_matches_state(tr):
+    """StreamTransport._direct_read is set exactly in the plain read state
+    (see _read_state_changed)."""
+    plain = (tr._pending is None and not tr._paused and not tr._closing
+             and tr._fd >= 0 and not tr._buffered)
+    if plain:
+        return tr._direct_read == tr._read_handle._context.run
+    return tr._direct_read is None
+
+
+def test_direct_read_follows_the_read_state(loop):
+    # The loop hands small reads straight to data_received() through
+    # _direct_read: every change of the read state has to reach it.
+    class Buffered(asyncio.BufferedProtocol):
+        def get_buffer(self, sizehint):
+            return bytearray(100)
+
+        def buffer_updated(self, nbytes):
+            pass
+
+    async def main():
+        tr, pr, peer = await connect_to_raw_peer(loop, lambda: Collect(loop))
+        states = []
+
+        def check(what):
+            states.append((what, tr._direct_read is not None))
+            assert _direct_read_matches_state(tr), what
+
+        check("open")
+        tr.pause_reading()
+        check("paused")
+        peer.sendall(b"while paused")
+        await asyncio.sleep(0.05)
+        check("paused, bytes pending")
+        tr.resume_reading()
+        check("resumed")
+        while pr.data != b"while paused":
+            await asyncio.sleep(0.001)
+        check("delivered")
+        tr.set_protocol(Buffered())
+        check("buffered")
+        tr.set_protocol(pr)
+        check("plain again")
+        peer.sendall(b"more")
+        while pr.data != b"while paused" + b"more":
+            await asyncio.sleep(0.001)
+        check("read")
+        tr.close()
+        check("closed")
+        await pr.done
+        check("lost")
+        peer.close()
+        return states
+
+    states = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    assert [direct for _, direct in states] == [
+        True, False, False, True, True, False, True, True, False, False]
+
+
+def test_data_received_looked_up_per_read(any_loop):
+    # asyncio calls protocol.data_received() as it finds it at each read: a
+    # replaced one gets the next bytes.
+    loop = any_loop
+
+    async def main():
+        tr, pr, peer = await connect_to_raw_peer(loop, lambda: Collect(loop))
+        got = []
+        peer.sendall(b"one")
+        while pr.data != b"one":
+            await asyncio.sleep(0.001)
+        pr.data_received = got.append
+        peer.sendall(b"two")
+        while not got:
+            await asyncio.sleep(0.001)
+        tr.close()
+        await pr.done
+        peer.close()
+        return pr.data, got
+
+    assert loop.run_until_complete(asyncio.wait_for(main(), 10)) == (
+        b"one", [b"two"])
+
+
 def test_sock_recv_waits_clean_up_their_reader(any_loop):
     # A sock_recv()/sock_recv_into() that has to wait registers a reader; it
     # is gone once the data came, once the wait is cancelled, or once the
