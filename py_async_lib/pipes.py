@@ -223,6 +223,7 @@ class WritePipeTransport(_PipeTransport):
     def _write_fatal(self, exc):
         # As asyncio's pipe: the failed write counts as a lost one.
         self._conn_lost += 1
+        self._write_state_changed()
         super()._write_fatal(exc)
 
     def _on_drained(self):
@@ -242,6 +243,7 @@ class WritePipeTransport(_PipeTransport):
         # _closing, not _eof: later writes are dropped (counted), not
         # refused, as asyncio's pipe does.
         self._closing = True
+        self._write_state_changed()
         if not self.get_write_buffer_size():
             self._force_close(None)
 

@@ -254,7 +254,8 @@ class StreamTransport(TransportBase, transports.Transport):
 
     __slots__ = ("_cloop", "_fd", "_by_caller", "_read_avail", "_pending",
                  "_eof", "_empty_waiter", "_read_handle", "_buffered",
-                 "_write_context", "_flush_error", "_direct_read")
+                 "_write_context", "_flush_error", "_direct_read",
+                 "_write_direct")
 
     _stream_flags = 0
     _is_socket = False   # _stream_flags has LOOP_STREAM_SOCKET
@@ -278,6 +279,8 @@ class StreamTransport(TransportBase, transports.Transport):
         self._flush_error = 0
         # See _read_state_changed(); set once the protocol is.
         self._direct_read = None
+        # See _write_state_changed(); set once the stream is open.
+        self._write_direct = False
         super().__init__(extra, loop)
         self._context = context
         self._sock_fd = sock.fileno()
@@ -324,6 +327,7 @@ class StreamTransport(TransportBase, transports.Transport):
             raise os_error(rc)
         self._cloop = loop._cloop
         self._fd = fd
+        self._write_state_changed()
         loop._stream_opened(fd, self)
         self._push_write_limits()
         if self._by_caller:
@@ -349,12 +353,14 @@ class StreamTransport(TransportBase, transports.Transport):
         self._pending = None
         self._write_context = None
         self._read_state_changed()
+        self._write_state_changed()
 
     def _loop_closed(self):
         # The loop freed its C side: nothing may call into it any more.
         self._cloop = None
         self._fd = -1
         self._read_state_changed()
+        self._write_state_changed()
 
     def _push_write_limits(self):
         if self._fd >= 0 and self._cloop is not None:
@@ -673,28 +679,40 @@ class StreamTransport(TransportBase, transports.Transport):
     # close completes; a closing pipe drops it, as asyncio's does.
     _closing_drops_writes = False
 
+    def _write_state_changed(self):
+        """Keeps _write_direct true to the write state; called wherever
+        that changes (write_eof(), a sendfile wait, the end of the
+        connection, a closing pipe, the stream).  _write_direct is True
+        while write() may hand its bytes straight to loop_write(): nothing
+        refuses them (write_eof(), sendfile) and nothing drops them (lost
+        connection, stream gone, closing pipe).  One check in write()
+        instead of five (issue 12); only the transport writes it."""
+        self._write_direct = not (self._eof or self._empty_waiter is not None
+                                  or self._writes_dropped())
+
     def write(self, data):
         if type(data) is not bytes:
             data = self._write_buffer(data)
             if data is None:
                 return
-        if self._eof or self._empty_waiter is not None:
-            self._refuse_write("write")
+        if not self._write_direct:
+            if self._eof or self._empty_waiter is not None:
+                self._refuse_write("write")
+            if len(data):
+                self._drop_write()
+            return
         n = len(data)
         if not n:
             return
-        if (self._conn_lost or self._fd < 0 or
-                (self._closing and self._closing_drops_writes)):
-            self._drop_write()
-            return
         size = _loop_write(self._cloop, self._fd, data, n)
-        if size > 0:
-            if self._write_context is None:
-                self._write_context = self._new_write_context()
-            if size > self._high_water and not self._protocol_paused:
-                self._maybe_pause_protocol()
-        elif size < 0:
-            self._write_fatal(os_error(size))
+        if size:
+            if size > 0:
+                if self._write_context is None:
+                    self._write_context = self._new_write_context()
+                if size > self._high_water and not self._protocol_paused:
+                    self._maybe_pause_protocol()
+            else:
+                self._write_fatal(os_error(size))
 
     def _new_write_context(self):
         """The context of the writer handle asyncio adds now: the
@@ -768,6 +786,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._conn_lost >= _compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
             logger.warning(self._dropped_write_warning)
         self._conn_lost += 1
+        self._write_state_changed()
 
     def _write_fatal(self, exc):
         self._fatal_error(exc, self._write_error)
@@ -795,6 +814,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._closing or self._eof:
             return
         self._eof = True
+        self._write_state_changed()
         if self._fd >= 0:
             lib.loop_stream_shutdown_write(self._cloop, self._fd)
 
@@ -805,12 +825,14 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._empty_waiter is not None:
             raise RuntimeError("Empty waiter is already set")
         self._empty_waiter = self._loop.create_future()
+        self._write_state_changed()
         if not self.get_write_buffer_size():
             self._empty_waiter.set_result(None)
         return self._empty_waiter
 
     def _reset_empty_waiter(self):
         self._empty_waiter = None
+        self._write_state_changed()
 
     # ---- closing -----------------------------------------------------------
 
@@ -832,6 +854,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 not self._protocol_paused and
                 not self.get_write_buffer_size()):
             self._conn_lost += 1
+            self._write_state_changed()
             self._call_soon(self._call_connection_lost, None)
 
     def _force_close(self, exc):
@@ -846,6 +869,7 @@ class StreamTransport(TransportBase, transports.Transport):
         self._closing = True
         self._read_state_changed()
         self._conn_lost += 1
+        self._write_state_changed()
         self._call_soon(self._call_connection_lost, exc)
 
     def _release(self):

@@ -1048,6 +1048,55 @@ def test_direct_read_follows_the_read_state(loop):
         True, False, False, True, True, False, True, True, False, False]
 
 
+def test_write_direct_follows_the_write_state(loop):
+    # write() hands bytes straight to loop_write() while _write_direct is
+    # set: every change that refuses or drops writes has to reach it.
+    def expected(tr):
+        return not (tr._eof or tr._empty_waiter is not None or tr._conn_lost
+                    or tr._fd < 0)
+
+    async def main():
+        states = []
+
+        def check(tr, what):
+            assert tr._write_direct == expected(tr), what
+            states.append(tr._write_direct)
+
+        tr, pr, peer = await connect_to_raw_peer(loop, lambda: Collect(loop))
+        check(tr, "open")
+        waiter = tr._make_empty_waiter()
+        check(tr, "sendfile waits")
+        await waiter
+        tr._reset_empty_waiter()
+        check(tr, "sendfile done")
+        tr.write_eof()
+        check(tr, "eof")
+        with pytest.raises(RuntimeError):
+            tr.write(b"x")
+        tr.close()
+        await pr.done
+        check(tr, "lost")
+        peer.close()
+
+        tr, pr, peer = await connect_to_raw_peer(loop, lambda: Collect(loop))
+        tr.close()
+        check(tr, "closed, buffer empty")
+        tr.write(b"dropped")
+        check(tr, "dropped write")
+        await pr.done
+        peer.close()
+
+        tr, pr, peer = await connect_to_raw_peer(loop, lambda: Collect(loop))
+        tr.abort()
+        check(tr, "aborted")
+        await pr.done
+        peer.close()
+        return states
+
+    states = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    assert states == [True, False, True, False, False, False, False, False]
+
+
 def test_data_received_looked_up_per_read(any_loop):
     # asyncio calls protocol.data_received() as it finds it at each read: a
     # replaced one gets the next bytes.
