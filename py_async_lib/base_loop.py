@@ -343,6 +343,10 @@ class BaseLoop(_compat.BaseEventLoop):
         if self._ready_runner is not None:   # debug mode, slow-iteration reports
             self._ready_runner(self, len(ready))
             return
+        if not ready:
+            # Only the poll's events, all routed or run by _dispatch (one
+            # connection's message, typically).
+            return
         popleft = ready.popleft
         while True:
             ntodo = len(ready) - later
