@@ -322,31 +322,39 @@ class BaseLoop(_compat.BaseEventLoop):
                 lib.loop_stats_pause(self._cloop)
 
     def _run_once(self):
+        # One iteration of asyncio's loop, or several: those that leave
+        # nothing but the next poll (below), and those whose poll is
+        # skipped (at the end) run here, without returning to
+        # run_forever(), which would only check _stopping and call us
+        # again.
         ready = self._ready
         cloop = self._cloop
-        later = 0
-        # Callbacks to run, and the C loop has nothing that could report
-        # (no fd in epoll, no C callback, no timer due): its non-blocking
-        # poll would find nothing, so the crossing (a third of a
-        # call_soon() chain's time) is skipped.  A pending wakeup only says
-        # that _ready is not empty, which it is not.
-        if not ready or _poll_due(cloop):
-            self._wakeup_pending = False
-            timeout = 0 if (ready or self._stopping) else -1
-            n = _loop_run_once(cloop, timeout, self._events, _EVENTS_MAX)
-            if n:
-                if n < 0:
-                    raise os_error(n)
-                # Handles that read handles run by _dispatch scheduled:
-                # they wait for the next iteration.
-                later = self._dispatch(n)
-        if self._ready_runner is not None:   # debug mode, slow-iteration reports
-            self._ready_runner(self, len(ready))
-            return
-        if not ready:
+        while True:
+            later = 0
+            # Callbacks to run, and the C loop has nothing that could
+            # report (no fd in epoll, no C callback, no timer due): its
+            # non-blocking poll would find nothing, so the crossing (a
+            # third of a call_soon() chain's time) is skipped.  A pending
+            # wakeup only says that _ready is not empty, which it is not.
+            if not ready or _poll_due(cloop):
+                self._wakeup_pending = False
+                timeout = 0 if (ready or self._stopping) else -1
+                n = _loop_run_once(cloop, timeout, self._events, _EVENTS_MAX)
+                if n:
+                    if n < 0:
+                        raise os_error(n)
+                    # Handles that read handles run by _dispatch
+                    # scheduled: they wait for the next iteration.
+                    later = self._dispatch(n)
+            if self._ready_runner is not None:   # debug mode, slow-iteration reports
+                self._ready_runner(self, len(ready))
+                return
+            if ready:
+                break
             # Only the poll's events, all routed or run by _dispatch (one
-            # connection's message, typically).
-            return
+            # connection's message, typically): the next iteration polls.
+            if self._stopping:
+                return
         popleft = ready.popleft
         while True:
             ntodo = len(ready) - later
@@ -379,9 +387,8 @@ class BaseLoop(_compat.BaseEventLoop):
                     report_callback_exception(handle, exc)
             handle = None  # Break cycles when an exception occurred.
             later = 0
-            # The next iteration would skip the poll too (see above): run
-            # its callbacks here, without returning to run_forever(), which
-            # would only check _stopping and call us again.
+            # The next iteration would skip the poll too (see above): it
+            # runs here.
             if (self._stopping or not ready or self._ready_runner is not None
                     or _poll_due(cloop)):
                 return
