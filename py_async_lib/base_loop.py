@@ -492,19 +492,19 @@ class BaseLoop(_compat.BaseEventLoop):
         b) tuples.  When an inline run raises, the rest of them is queued by
         a call with that iterator (`events`; n is then unused).
         """
+        ready = self._ready
         if events is None:
             events = _iter_events(self._event_views[n] if n < _EVENT_VIEWS
                                   else self._event_bytes[:n * _EVENT_BYTES])
-            inline = not self._ready and self._ready_runner is None
+            inline = not ready and self._ready_runner is None
         else:
             inline = False
-        ready = self._ready
         streams = self._streams
         arena = self._arena
         # What read handles run inline scheduled, for the next iteration:
-        # in _ready itself while every event so far ran inline, here once
-        # one did not.
-        later = []
+        # in _ready itself while every event so far ran inline, in a list
+        # made once one did not.
+        later = None
         for kind, fd, a, b in events:
             if kind == EV_DATA:
                 try:
@@ -534,7 +534,7 @@ class BaseLoop(_compat.BaseEventLoop):
                     # (SystemExit, KeyboardInterrupt: the transport catches
                     # the rest.)  The events not routed yet are queued, as
                     # asyncio would have them.
-                    later.extend(ready)
+                    later = list(ready)
                     ready.clear()
                     self._dispatch(0, events)
                     ready.extend(later)
@@ -544,7 +544,7 @@ class BaseLoop(_compat.BaseEventLoop):
                 # A handle of this iteration gets queued: it runs before
                 # those that the inline runs scheduled.
                 inline = False
-                later.extend(ready)
+                later = list(ready)
                 ready.clear()
             if kind == EV_READABLE:
                 # Always queued: the transport's own read must come after
@@ -590,8 +590,9 @@ class BaseLoop(_compat.BaseEventLoop):
         if inline:
             # Only inline runs: all that is queued is theirs.
             return len(ready)
-        if later:
-            ready.extend(later)
+        if not later:
+            return 0
+        ready.extend(later)
         return len(later)
 
     def _stream_opened(self, fd, transport):

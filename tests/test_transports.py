@@ -1121,6 +1121,36 @@ def test_data_received_looked_up_per_read(any_loop):
         b"one", [b"two"])
 
 
+def test_keyboard_interrupt_in_data_received_loses_no_read(any_loop):
+    # KeyboardInterrupt from data_received() leaves run_forever(); the reads
+    # that came with it in the same poll are delivered when the loop runs
+    # again, as asyncio keeps their handles queued.
+    loop = any_loop
+    got = []
+
+    class Raiser(asyncio.Protocol):
+        def data_received(self, data):
+            if data == b"raise":
+                raise KeyboardInterrupt
+            got.append(data)
+
+    server = loop.run_until_complete(
+        loop.create_server(Raiser, "127.0.0.1", 0))
+    addr = server.sockets[0].getsockname()
+    clients = [socket.create_connection(addr) for _ in range(3)]
+    loop.run_until_complete(asyncio.sleep(0.05))   # all accepted
+    for c, data in zip(clients, (b"ok1", b"raise", b"ok2")):
+        c.sendall(data)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(asyncio.sleep(0.5))
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert sorted(got) == [b"ok1", b"ok2"]
+    for c in clients:
+        c.close()
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+
+
 def test_sock_recv_waits_clean_up_their_reader(any_loop):
     # A sock_recv()/sock_recv_into() that has to wait registers a reader; it
     # is gone once the data came, once the wait is cancelled, or once the
