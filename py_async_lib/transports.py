@@ -523,7 +523,11 @@ class StreamTransport(TransportBase, transports.Transport):
         if data is None or self._paused or self._closing:
             return
         self._pending = None
-        self._read_state_changed()
+        # _read_state_changed(), without its call on every queued read:
+        # nothing is pending now, and the checks above hold (bytes are
+        # pending only while the stream is open).
+        if not self._buffered and self._reads_to_protocol:
+            self._direct_read = self._read_handle._context.run
         if data is READ_NOW:
             if self._buffered:
                 self._recv_into_buffer()
