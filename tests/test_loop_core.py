@@ -142,6 +142,55 @@ def test_unclosed_loop_warns_and_frees():
     assert lp.is_closed()
 
 
+def test_get_debug_follows_set_debug_and_futures_see_it(any_loop):
+    loop = any_loop
+    assert loop.get_debug() is False
+    assert loop.create_future()._source_traceback is None
+    loop.set_debug(True)
+    assert loop.get_debug() is True
+    # asyncio's C Future asks the loop's get_debug() when it is made.
+    assert loop.create_future()._source_traceback
+    assert asyncio.Future(loop=loop)._source_traceback
+    loop.set_debug(0)
+    assert loop.get_debug() == 0 and type(loop.get_debug()) is int
+    assert loop.create_future()._source_traceback is None
+
+
+def test_get_debug_of_a_subclass_or_a_mock_is_used():
+    class Loop(EventLoop):
+        def get_debug(self):
+            return True
+
+    lp = Loop()
+    try:
+        assert lp.get_debug() is True
+        assert lp.create_future()._source_traceback
+        lp.set_debug(False)
+        assert lp.get_debug() is True
+    finally:
+        lp.close()
+    lp = py_async_lib.new_event_loop()
+    try:
+        lp.get_debug = lambda: True
+        lp.set_debug(False)
+        assert lp.get_debug() is True
+        assert lp.create_future()._source_traceback
+        del lp.get_debug
+        assert lp.get_debug() is False
+    finally:
+        lp.close()
+
+
+def test_debug_mode_from_the_environment():
+    code = ("import py_async_lib; lp = py_async_lib.new_event_loop(); "
+            "print(lp.get_debug(), bool(lp.create_future()._source_traceback)); "
+            "lp.close()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True,
+                         env={**os.environ, "PYTHONASYNCIODEBUG": "1"}).stdout
+    assert out.split() == ["True", "True"]
+
+
 # ---- call_soon -----------------------------------------------------------
 
 def test_call_soon_fifo_with_args(loop):
