@@ -33,6 +33,8 @@ __all__ = ["BaseLoop"]
 _EVENTS_MAX = 1024
 
 _fileobj_to_fd = _compat.fileobj_to_fd
+_futures = _compat.futures
+_running_loop = _compat.get_running_loop_or_none
 _loop_run_once = lib.pyal_run_once   # one lookup, not one per iteration
 _poll_due = lib.pyal_poll_due
 _loop_call_at = lib.loop_call_at
@@ -287,6 +289,17 @@ class BaseLoop(_compat.BaseEventLoop):
             tid = handle._tid
             del self._timers[tid]
             _loop_timer_cancel(self._cloop, tid)
+
+    def create_future(self):
+        # asyncio's is Future(loop=self).  The C Future's type makes a dict
+        # of that keyword and parses it: with get_debug()'s frame, half of
+        # what a future costs (callgrind, 3.11: Future(loop=l) 1990
+        # instructions, Future() 1180).  A Future made without a loop takes
+        # the running one, which is this one whenever one of its callbacks
+        # or tasks asks; from anywhere else, asyncio's call.
+        if _running_loop() is self:
+            return _futures.Future()
+        return _futures.Future(loop=self)
 
     def _write_to_self(self):
         # Called by call_soon_threadsafe from any thread, and from signal

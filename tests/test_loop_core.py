@@ -156,6 +156,27 @@ def test_get_debug_follows_set_debug_and_futures_see_it(any_loop):
     assert loop.create_future()._source_traceback is None
 
 
+def test_create_future_belongs_to_the_loop_wherever_it_is_asked(loop):
+    # Outside any loop, inside this one, inside another loop, and from
+    # another thread while this one runs.
+    assert loop.create_future().get_loop() is loop
+    other = py_async_lib.new_event_loop()
+    try:
+        async def in_other():
+            return loop.create_future().get_loop()
+        assert other.run_until_complete(in_other()) is loop
+    finally:
+        other.close()
+
+    async def main():
+        fut = loop.create_future()
+        from_thread = await loop.run_in_executor(None, loop.create_future)
+        return fut.get_loop(), from_thread.get_loop(), type(fut)
+    got, from_thread, kind = loop.run_until_complete(main())
+    assert got is loop and from_thread is loop
+    assert kind is asyncio.Future
+
+
 def test_get_debug_of_a_subclass_or_a_mock_is_used():
     class Loop(EventLoop):
         def get_debug(self):
