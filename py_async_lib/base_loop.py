@@ -385,12 +385,20 @@ class BaseLoop(_compat.BaseEventLoop):
                     report_callback_exception(handle, exc)
             handle = None  # Break cycles when an exception occurred.
             later = 0
-            # The next iteration would skip the poll too (see above): run
-            # its callbacks here, without returning to run_forever(), which
-            # would only check _stopping and call us again.
-            if (self._stopping or not ready or self._ready_runner is not None
-                    or _poll_due(cloop)):
+            # With callbacks ready, the next iteration is made here, without
+            # returning to run_forever(), which would only check _stopping
+            # and call us again: its poll (timeout 0, skipped as above when
+            # it could find nothing), then its callbacks.  Waiting for I/O,
+            # stopping and the other runners go through run_forever().
+            if self._stopping or not ready or self._ready_runner is not None:
                 return
+            if _poll_due(cloop):
+                self._wakeup_pending = False
+                n = _loop_run_once(cloop, 0, self._events, _EVENTS_MAX)
+                if n:
+                    if n < 0:
+                        raise os_error(n)
+                    later = self._dispatch(n)
 
     def get_debug(self):
         return self._debug

@@ -241,6 +241,41 @@ def test_callback_scheduled_during_iteration_runs_next_iteration(loop):
     assert seen == ["first", "second", "nested"]
 
 
+def test_each_iteration_polls_before_its_callbacks(any_loop):
+    # A callback makes a watched fd readable and schedules the next step of
+    # a chain: the next iteration's poll finds the fd, so its reader runs
+    # after that step and before the step the step schedules, on a loop
+    # that never returns to run_forever() in between as on asyncio's.
+    loop = any_loop
+    log = []
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+
+        def on_readable():
+            log.append("reader")
+            a.recv(10)
+            loop.remove_reader(a)
+
+        def step(i):
+            log.append(i)
+            if i == 0:
+                b.send(b"x")
+            if i < 3:
+                loop.call_soon(step, i + 1)
+            else:
+                loop.stop()
+
+        loop.add_reader(a, on_readable)
+        loop.call_soon(step, 0)
+        loop.run_forever()
+        assert log == [0, 1, "reader", 2, 3]
+    finally:
+        loop.remove_reader(a)
+        a.close()
+        b.close()
+
+
 def test_call_soon_handle_cancel(loop):
     seen = []
     h = loop.call_soon(seen.append, 1)
