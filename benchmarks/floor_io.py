@@ -28,10 +28,11 @@ queue only what those need:
   connection is a C stream (``loop_stream_open``) and a ``FloorTransport``.
   The C loop reads small messages (many reads for one crossing); after a
   read of 16 KiB or more the transport reads for itself on
-  LOOP_EV_READABLE, ``recv()`` of what the kernel holds (one copy instead
-  of two, as ours does), until a read under 4 KiB.  ``FloorTransport``'s
-  ``write()`` is one ``loop_write()`` (the protocol is paused above the
-  high-water mark and resumed on LOOP_EV_RESUME, 64/16 KiB like asyncio's),
+  LOOP_EV_READABLE, ``recv()`` of what the kernel holds, at least 127 KiB
+  (one copy instead of two, sized as ours does), until a read under 4 KiB.
+  ``FloorTransport``'s ``write()`` is one ``loop_write()`` (the protocol is
+  paused above the high-water mark and resumed on LOOP_EV_RESUME, 64/16 KiB
+  like asyncio's),
   ``pause_reading``/``resume_reading`` stop and start the C reads,
   ``close()`` flushes first and then calls ``connection_lost`` soon,
   ``is_closing``/``get_extra_info`` answer what the stream classes ask;
@@ -61,6 +62,7 @@ import socket
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from py_async_lib._casyncio import ffi, lib
+from py_async_lib.transports import HEAP_READ, MAX_READ
 
 from benchmarks.floor import FloorLoop, _Handle
 
@@ -83,8 +85,8 @@ _HIGH_WATER = 64 * 1024   # asyncio's; the C stream's default limits are 64/16 K
 #: batched reads are cheaper for small messages
 BULK_READ, BULK_READ_LOW = 16 * 1024, 4 * 1024
 #: the transport's own reads: what the kernel holds, at most 256 KiB (as
-#: asyncio); 64 KiB when the count is unknown
-MAX_READ, UNKNOWN_READ = 256 * 1024, 64 * 1024
+#: asyncio), and never less than 127 KiB: ours' read sizes, for the heap's
+#: sake (HEAP_READ and MAX_READ, imported above)
 
 
 def _check(rc: int) -> int:
@@ -202,7 +204,7 @@ class FloorTransport(asyncio.Transport):
     def _readable(self, nbytes: int) -> None:
         """LOOP_EV_READABLE: the kernel holds nbytes (0: unknown); read them."""
         try:
-            data = self._sock.recv(min(nbytes, MAX_READ) if nbytes > 0 else UNKNOWN_READ)
+            data = self._sock.recv(min(max(nbytes, HEAP_READ), MAX_READ))
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:

@@ -27,7 +27,7 @@ shows ``-``.  Each (workload, loop) pair runs in its own fresh child process
 line), so loops cannot disturb each other and a crash or hang in one loop is
 reported as an error for that pair while the run goes on.  A measurement is a
 warm-up (--warmup, default 0.25 s) followed by --duration seconds (default
-1.5 s); the default full run (16 workloads x 6 columns) takes about 5 minutes
+1.5 s); the default full run (17 workloads x 6 columns) takes about 5 minutes
 on a 2-core machine.  uvloop and matplotlib are bench-only dependencies
 (``pip install uvloop matplotlib``).  ``--python A,B`` runs the whole thing
 once per interpreter (each needs uvloop, cffi and ``make ffi PYTHON=...``).
@@ -85,6 +85,10 @@ echo_protocol_64k_busy echo_protocol_64k while a spinning process (started and
                       stopped by the harness) keeps the load generator's CPU
                       busy: the contended case where a loop's reads can fall
                       into a slow, page-faulting mode.
+echo_streams_64k_busy echo_streams_64k under the same contention: with 16
+                      StreamReader buffers of 64 KiB filled and freed each
+                      iteration, the heap's top is where glibc can fall into
+                      trimming and faulting memory in again (see README).
 idle_10k              10k idle TCP connections (--scale-connections; 2k with
                       --quick; capped by ulimit -n) to the Protocol echo
                       server; each sweep sends one 1 KiB message on every

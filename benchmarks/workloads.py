@@ -960,6 +960,10 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
              _ECHO_DESC.format(api="asyncio.Protocol", where="TCP", size="64 KiB")
              + ", while a spinning process keeps the load generator's CPU busy",
              *_net(NetSpec(start_protocol_echo, size=65536, busy=True))),
+    Workload("echo_streams_64k_busy", "net", "requests",
+             _ECHO_DESC.format(api="start_server streams", where="TCP", size="64 KiB")
+             + ", while a spinning process keeps the load generator's CPU busy",
+             *_net(NetSpec(start_streams_echo, size=65536, api="streams", busy=True))),
     Workload("idle_10k", "net", "messages",
              "10k idle TCP connections to an asyncio.Protocol echo server; one 1 KiB "
              "message on every connection per sweep; memory per connection",

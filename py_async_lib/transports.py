@@ -40,18 +40,26 @@ BYTES_LIKE = (bytes, bytearray, memoryview)
 # A stream's _pending when the loop reported it readable and the transport
 # reads it itself (see StreamTransport._read_by_caller).
 READ_NOW = object()
-# Reads the transport makes itself: at most asyncio's 256 KiB, and no more
-# than the kernel holds (LOOP_EV_READABLE's count).  recv(n) allocates a
-# bytes of n and shrinks it to what came; glibc serves 128 KiB or more with a
-# fresh mmap, and shrinking and freeing such a chunk does not raise its mmap
-# threshold (freeing a large one does).  So recv(256 KiB) on a stream of
-# 64 KiB messages paid mmap, ~18 page faults, mremap and munmap per message,
-# or not, depending on whether some earlier read had happened to fill more
-# than 128 KiB (issue 12: 3x the CPU in the slow mode).  A read sized to what
-# is there is never shrunk.  When the count is unknown, 64 KiB: below the
-# smallest threshold glibc uses.
+# Reads the transport makes itself (LOOP_EV_READABLE tells how many bytes the
+# kernel holds): recv(n) allocates a bytes of n and shrinks it to what came.
+# Two glibc facts size n (issue 12):
+# * A request of 128 KiB or more that the heap cannot serve is a fresh mmap:
+#   page faults, mremap and munmap on every read, and glibc raises its mmap
+#   threshold only when such a chunk is freed unshrunk.  So a read asks for
+#   more than 127 KiB only when the kernel holds more (at most asyncio's
+#   256 KiB); glibc's smallest threshold is 128 KiB, so HEAP_READ never maps.
+# * A read no larger than the message takes the one message-sized hole the
+#   previous read left, every time, so the objects that outlive the read
+#   (StreamReader's buffer, the bytes the handler holds) find no hole: they
+#   pile up at the top of the heap, are freed together, the top exceeds
+#   glibc's trim threshold and brk() gives it back, to be faulted in again
+#   on the next iteration (streams, 64 KiB, 16 connections: ~12 page faults
+#   and 2x the CPU per message).  A read that asks for HEAP_READ fits no
+#   message-sized hole: it takes one larger region again and again and the
+#   other objects reuse each other's holes, which is also what asyncio's
+#   recv(256 KiB) does while the heap serves it.
 MAX_READ = 256 * 1024
-UNKNOWN_READ = 64 * 1024
+HEAP_READ = 127 * 1024
 # A loop read this large switches the stream to reads by the transport; one
 # smaller than BULK_READ_LOW switches it back.
 BULK_READ = 16 * 1024
@@ -528,8 +536,8 @@ class StreamTransport(TransportBase, transports.Transport):
         try:
             if into is None:
                 size = self._read_avail
-                if size <= 0:
-                    size = UNKNOWN_READ
+                if size <= HEAP_READ:
+                    size = HEAP_READ   # also when the count is unknown (0)
                 elif size > MAX_READ:
                     size = MAX_READ
                 got = self._sock.recv(size) if self._is_socket else \
