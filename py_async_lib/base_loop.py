@@ -34,6 +34,7 @@ _EVENTS_MAX = 1024
 
 _fileobj_to_fd = _compat.fileobj_to_fd
 _futures = _compat.futures
+_tasks = _compat.tasks
 _running_loop = _compat.get_running_loop_or_none
 _loop_run_once = lib.pyal_run_once   # one lookup, not one per iteration
 _poll_due = lib.pyal_poll_due
@@ -300,6 +301,20 @@ class BaseLoop(_compat.BaseEventLoop):
         if _running_loop() is self:
             return _futures.Future()
         return _futures.Future(loop=self)
+
+    def create_task(self, coro, **kwargs):
+        # The common call (no name, context or factory, from a callback or
+        # task of this loop) makes Task(coro): asyncio's Task(coro,
+        # loop=self, name=None, context=None) has the C Task's type make a
+        # dict of three keywords and parse it.  Anything else is asyncio's
+        # create_task(), whose keywords differ between versions.
+        if (kwargs or self._task_factory is not None
+                or _running_loop() is not self):
+            return super().create_task(coro, **kwargs)
+        task = _tasks.Task(coro)
+        if task._source_traceback:
+            del task._source_traceback[-1]
+        return task
 
     def _write_to_self(self):
         # Called by call_soon_threadsafe from any thread, and from signal

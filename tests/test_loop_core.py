@@ -177,6 +177,44 @@ def test_create_future_belongs_to_the_loop_wherever_it_is_asked(loop):
     assert kind is asyncio.Future
 
 
+def test_create_task_from_inside_and_outside_the_loop(any_loop):
+    loop = any_loop
+
+    async def value(v):
+        return v
+
+    outside = loop.create_task(value(1))
+
+    async def main():
+        plain = loop.create_task(value(2))
+        named = loop.create_task(value(3), name="n")
+        loop.set_debug(True)
+        try:
+            traced = loop.create_task(value(4))
+        finally:
+            loop.set_debug(False)
+        assert traced._source_traceback[-1].name == "main"
+        assert named.get_name() == "n"
+        assert {t.get_loop() for t in (outside, plain, named, traced)} == \
+            {loop}
+        return [await t for t in (outside, plain, named, traced)]
+
+    assert loop.run_until_complete(main()) == [1, 2, 3, 4]
+    made = []
+
+    def factory(lp, coro, **kwargs):
+        made.append(coro)
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    loop.set_task_factory(factory)
+
+    async def with_factory():
+        return await loop.create_task(value(5))
+
+    assert loop.run_until_complete(with_factory()) == 5
+    assert len(made) == 2   # run_until_complete's task and ours
+
+
 def test_get_debug_of_a_subclass_or_a_mock_is_used():
     class Loop(EventLoop):
         def get_debug(self):
