@@ -42,9 +42,13 @@
  *    "warmup_requests": N, "all_requests": N, "p50_us": L, "p99_us": L,
  *    "p999_us": L}
  *
- * and with --rate also "rate": R (the target, requests/s) and
- * "achieved_rate": A (requests / seconds: below R when the server could not
- * keep up).
+ * and with --rate also "rate": R (the target, requests/s), "achieved_rate": A
+ * (requests / seconds: below R when the server could not keep up) and
+ * "send_lag_p99_us": how late the load generator itself sent the requests
+ * that waited for their time (its timer and CPU; a request held back by a
+ * slow previous response is the server's delay and not counted), 99th
+ * percentile in the measured window: the part of the latencies that is the
+ * load generator's.
  *
  * requests = complete responses in the measured window, bytes = response
  * bytes received in it, seconds = actual length of the window, errors =
@@ -202,6 +206,7 @@ struct worker {
     double delay_start, delay_end;          /* run_delay() over the window */
     int snapshotted;
     uint64_t hist[HIST_BUCKETS];            /* RTTs in the measured window */
+    uint64_t lag_hist[HIST_BUCKETS];        /* --rate: send lags, same window */
 };
 
 static char *g_pattern; /* echo payload, shared read-only by all threads */
@@ -682,6 +687,8 @@ static int run_schedule(struct worker *w)
     for (i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
         if (c->alive && c->waiting && c->t_next <= t) {
+            if (w->snapshotted)
+                w->lag_hist[hist_bucket(t - c->t_next)]++;
             c->waiting = 0;
             start_request(w, c);
             conn_progress(w, c);
@@ -775,6 +782,7 @@ struct phase_result {
     uint64_t requests, bytes, errors;
     uint64_t all_requests;  /* settle + measured */
     uint64_t hist[HIST_BUCKETS];
+    uint64_t lag_hist[HIST_BUCKETS];
     double seconds; /* measured window, averaged over threads */
     double wait;    /* run-queue wait fraction, -1 if unknown */
 };
@@ -913,8 +921,10 @@ static int run_phase(const struct options *opt, double settle, double duration,
         pthread_join(w->thread, NULL);
         res->requests += w->requests - w->base_requests;
         res->all_requests += w->requests;
-        for (k = 0; k < HIST_BUCKETS; k++)
+        for (k = 0; k < HIST_BUCKETS; k++) {
             res->hist[k] += w->hist[k];
+            res->lag_hist[k] += w->lag_hist[k];
+        }
         res->bytes += w->bytes - w->base_bytes;
         res->errors += w->errors;
         res->seconds += w->measured_end - w->measured_start;
@@ -1133,8 +1143,9 @@ int main(int argc, char **argv)
            hist_quantile(res.hist, 0.50), hist_quantile(res.hist, 0.99),
            hist_quantile(res.hist, 0.999));
     if (opt.rate > 0.0)
-        printf(", \"rate\": %.1f, \"achieved_rate\": %.1f", opt.rate,
-               res.seconds > 0.0 ? (double)res.requests / res.seconds : 0.0);
+        printf(", \"rate\": %.1f, \"achieved_rate\": %.1f, \"send_lag_p99_us\": %.1f",
+               opt.rate, res.seconds > 0.0 ? (double)res.requests / res.seconds : 0.0,
+               hist_quantile(res.lag_hist, 0.99));
     printf("}\n");
     fflush(stdout);
     free(g_pattern);

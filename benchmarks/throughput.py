@@ -54,7 +54,8 @@ sustains, set by the run itself, so it follows the machine rather than a
 constant that would overload a slow one or idle a fast one.  Latency counts
 from each request's scheduled send time (a server that falls behind shows
 its queue rather than slowing the load), cells are p50/p99 µs (p99.9 in the
-JSON), ``!`` marks a run that achieved under 97 % of the rate, and with
+JSON), ``!`` marks a run that achieved under 97 % of the rate, a last line
+gives the p99 of the load generator's own send lag (inside every figure), and with
 --repeat the sample with the lowest p99 is kept.  It adds 16 runs (about
 40 s) to a full run; --quick skips it unless --same-load is given.
 
@@ -593,6 +594,12 @@ def print_same_load(report: Dict[str, Any], loops: List[str], out: Any) -> None:
                     + [fmt_ratio(row["ratios"].get(k)) for k in keys])
     _print_rows(["workload", "req/s"] + [COLUMN_TITLES[l] for l in cols]
                 + [titles[k] for k in keys], rows, out)
+    lags = [r["extra"]["send_lag_p99_us"] for row in same["workloads"].values()
+            for r in row["results"].values() if (r.get("extra") or {}).get("send_lag_p99_us")]
+    if lags:
+        print(f"  the load generator's own send lag, p99: {min(lags):.0f}-{max(lags):.0f} us "
+              "(included in the figures above: latencies near it are the machine's, "
+              "not the loop's)", file=out)
 
 
 def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout) -> None:

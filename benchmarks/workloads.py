@@ -869,6 +869,7 @@ def run_network(loop: asyncio.AbstractEventLoop, spec: NetSpec,
         if options.rate > 0:
             extra["rate"] = report["rate"]
             extra["achieved_rate"] = report["achieved_rate"]
+            extra["send_lag_p99_us"] = report["send_lag_p99_us"]
         if spec.scale:
             extra.update({k: report[k] for k in ("sweeps", "sweep_ms_best",
                                                   "sweep_ms_median", "connect_seconds")})

@@ -156,6 +156,7 @@ def test_loadgen_open_loop_reports_its_rate(mode):
         (rep,) = _loadgen(*args)
         assert rep["mode"] == mode and rep["errors"] == 0 and rep["requests"] > 0
         assert rep["rate"] == 2000.0 and rep["achieved_rate"] > 0
+        assert rep["send_lag_p99_us"] >= 0
         assert 0 < rep["p50_us"] <= rep["p99_us"] <= rep["p999_us"]
         bad = subprocess.run([LOADGEN, "-H", host, "-p", str(port), "--rate", "0"],
                              capture_output=True, text=True, timeout=60)
@@ -168,7 +169,7 @@ def _net_record(loop, p50, p99, rate=None, achieved=None):
     extra = {"p50_us": p50, "p99_us": p99, "p999_us": p99 * 2, "server_wait": 0.0,
              "loadgen_wait": 0.0, "loadgen_cpu": 0.3, "server_cpu_us_per_msg": 5.0}
     if rate:
-        extra.update(rate=rate, achieved_rate=achieved)
+        extra.update(rate=rate, achieved_rate=achieved, send_lag_p99_us=p50 / 10)
     return {"workload": "echo_protocol_1k", "loop": loop, "ops": 1000, "seconds": 1.0,
             "ops_per_sec": 1000.0, "extra": extra}
 
@@ -210,3 +211,4 @@ def test_same_load_table_is_printed_and_recorded():
     line = next(l for l in lines[start:] if l.startswith("echo_protocol_1k"))
     assert line.split() == ["echo_protocol_1k", "11,000", "50/400", "40/200", "30/100!",
                             "20/50", "0.75x", "0.50x", "0.25x"]
+    assert "send lag, p99: 2-5 us" in lines[lines.index(line) + 1]
