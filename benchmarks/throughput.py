@@ -381,14 +381,14 @@ def same_load_rate(results: Dict[str, Dict[str, Any]], fraction: float) -> Optio
 
 def least_p99(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Of the same-load samples of one (row, column), the one with the lowest
-    p99 (the least disturbed, as best_of keeps the fastest); all p99s go to
-    "samples"."""
+    p99 (the least disturbed, as best_of keeps the fastest); every sample's
+    p99 goes to "p99_samples"."""
     good = [s for s in samples if "error" not in s and "p99_us" in (s.get("extra") or {})]
     rec = dict(min(good, key=lambda s: s["extra"]["p99_us"]) if good else samples[-1])
     if good and len(good) < len(samples):
         rec["failed_samples"] = [s["error"] for s in samples if "error" in s]
     if len(samples) > 1:
-        rec["samples"] = [(s.get("extra") or {}).get("p99_us") for s in samples]
+        rec["p99_samples"] = [(s.get("extra") or {}).get("p99_us") for s in samples]
     return rec
 
 
