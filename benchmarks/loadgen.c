@@ -705,7 +705,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct epoll_event events[MAX_EVENTS];
-    int i, alive;
+    int i, alive, rc;
 
     for (i = 0; i < w->nconns; i++) {
         if (w->period_ns) {
@@ -734,8 +734,8 @@ static void *worker_main(void *arg)
             alive += w->conns[i].alive;
         if (!alive)
             break;
-        if (w->period_ns && run_schedule(w) < 0) {
-            perror("loadgen: timerfd_settime");
+        if (w->period_ns && (rc = run_schedule(w)) < 0) {
+            fprintf(stderr, "loadgen: timerfd_settime: %s\n", strerror(-rc));
             w->errors++;
             break;
         }
@@ -887,8 +887,9 @@ static int run_phase(const struct options *opt, double settle, double duration,
 
     t_start = now();
     t0_ns = now_ns();
-    for (i = 0; i < opt->conns; i++) /* --rate: one request every 1/R s in all */
-        conns[i].t_next = t0_ns + (uint64_t)((double)i * 1e9 / (opt->rate > 0.0 ? opt->rate : 1.0));
+    if (opt->rate > 0.0) /* one request every 1/R s in all */
+        for (i = 0; i < opt->conns; i++)
+            conns[i].t_next = t0_ns + (uint64_t)((double)i * 1e9 / opt->rate);
     for (i = 0; i < nw; i++) {
         struct worker *w = &workers[i];
         int first = opt->conns * i / nw, last = opt->conns * (i + 1) / nw;
