@@ -645,12 +645,12 @@ def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout)
         print("\nRound trip p50/p99, microseconds (load generator)", file=out)
         _print_rows(["workload"] + [COLUMN_TITLES[l] for l in loops],
                     [[w] + [_cell(report, w, l, _latency) for l in loops] for w in net], out)
+        if report.get("same_load"):
+            print_same_load(report, loops, out)
         print("\nServer minor page faults per message", file=out)
         _print_rows(["workload"] + [COLUMN_TITLES[l] for l in loops],
                     [[w] + [_cell(report, w, l, _extra("server_minflt_per_msg", ".2f"))
                             for l in loops] for w in net], out)
-    if report.get("same_load"):
-        print_same_load(report, loops, out)
     scale = [w for w in net if any("mem_per_conn_kb" in (r.get("extra") or {})
                                    for r in report["results"][w].values())]
     for w in scale:
