@@ -24,7 +24,7 @@ import sys
 
 from asyncio import base_events, base_subprocess, constants, coroutines
 from asyncio import events, format_helpers, futures, log, selector_events
-from asyncio import sslproto, transports, trsock, unix_events
+from asyncio import sslproto, tasks, transports, trsock, unix_events
 
 __all__ = ["CompatError"]   # the rest is for the package's own modules
 

@@ -33,6 +33,9 @@ __all__ = ["BaseLoop"]
 _EVENTS_MAX = 1024
 
 _fileobj_to_fd = _compat.fileobj_to_fd
+_futures = _compat.futures
+_tasks = _compat.tasks
+_running_loop = _compat.get_running_loop_or_none
 _loop_run_once = lib.pyal_run_once   # one lookup, not one per iteration
 _poll_due = lib.pyal_poll_due
 _loop_call_at = lib.loop_call_at
@@ -52,6 +55,16 @@ _LockedHandle = _compat.ThreadSafeHandle
 # loop_stats_t fields that stats() copies (LoopStats less what Python keeps).
 _STATS_FIELDS = tuple(name for name in LoopStats.__annotations__
                       if name != "slow_iterations")
+
+
+def _debug_answer(value):
+    """A C callable that takes no argument and returns value (and holds
+    nothing else: no cycle through the loop)."""
+    return itertools.repeat(value).__next__
+
+
+def _is_debug_answer(obj):
+    return type(getattr(obj, "__self__", None)) is itertools.repeat
 
 
 class BaseLoop(_compat.BaseEventLoop):
@@ -79,6 +92,7 @@ class BaseLoop(_compat.BaseEventLoop):
         self._slow_count = 0
         super().__init__()
         self._choose_ready_runner()
+        self._publish_debug()
         self._ready = collections.deque()
         self._timers = {}       # C timer id -> TimerHandle
         self._readers = {}      # fd -> Handle
@@ -277,6 +291,31 @@ class BaseLoop(_compat.BaseEventLoop):
             del self._timers[tid]
             _loop_timer_cancel(self._cloop, tid)
 
+    def create_future(self):
+        # asyncio's is Future(loop=self).  The C Future's type makes a dict
+        # of that keyword and parses it: with get_debug()'s frame, half of
+        # what a future costs (callgrind, 3.11: Future(loop=l) 1990
+        # instructions, Future() 1180).  A Future made without a loop takes
+        # the running one, which is this one whenever one of its callbacks
+        # or tasks asks; from anywhere else, asyncio's call.
+        if _running_loop() is self:
+            return _futures.Future()
+        return _futures.Future(loop=self)
+
+    def create_task(self, coro, **kwargs):
+        # The common call (no name, context or factory, from a callback or
+        # task of this loop) makes Task(coro): asyncio's Task(coro,
+        # loop=self, name=None, context=None) has the C Task's type make a
+        # dict of three keywords and parse it.  Anything else is asyncio's
+        # create_task(), whose keywords differ between versions.
+        if (kwargs or self._task_factory is not None
+                or _running_loop() is not self):
+            return super().create_task(coro, **kwargs)
+        task = _tasks.Task(coro)
+        if task._source_traceback:
+            del task._source_traceback[-1]
+        return task
+
     def _write_to_self(self):
         # Called by call_soon_threadsafe from any thread, and from signal
         # handlers.  One wakeup is enough until the loop takes it: the loop
@@ -361,16 +400,43 @@ class BaseLoop(_compat.BaseEventLoop):
                     report_callback_exception(handle, exc)
             handle = None  # Break cycles when an exception occurred.
             later = 0
-            # The next iteration would skip the poll too (see above): run
-            # its callbacks here, without returning to run_forever(), which
-            # would only check _stopping and call us again.
-            if (self._stopping or not ready or self._ready_runner is not None
-                    or _poll_due(cloop)):
+            # With callbacks ready, the next iteration is made here, without
+            # returning to run_forever(), which would only check _stopping
+            # and call us again: its poll (timeout 0, skipped as above when
+            # it could find nothing), then its callbacks.  Waiting for I/O,
+            # stopping and the other runners go through run_forever().
+            if self._stopping or not ready or self._ready_runner is not None:
                 return
+            if _poll_due(cloop):
+                self._wakeup_pending = False
+                n = _loop_run_once(cloop, 0, self._events, _EVENTS_MAX)
+                if n:
+                    if n < 0:
+                        raise os_error(n)
+                    later = self._dispatch(n)
+
+    def get_debug(self):
+        return self._debug
 
     def set_debug(self, enabled):
         super().set_debug(enabled)
         self._choose_ready_runner()
+        self._publish_debug()
+
+    def _publish_debug(self):
+        # asyncio's C Future and Task call loop.get_debug() each time one
+        # is made (a future per read a stream waits for, per sock_recv()
+        # wait, per sleep): a Python method costs a frame each time
+        # (callgrind, 3.11: ~600 instructions).  The instance gets a C
+        # callable answering the same value instead, replaced whenever the
+        # value changes (asyncio sets _debug in __init__ and set_debug()
+        # only).  Not when a subclass has its own get_debug(), nor over one
+        # that someone else put on the instance (a mock).
+        if type(self).get_debug is not BaseLoop.get_debug:
+            return
+        current = self.__dict__.get("get_debug")
+        if current is None or _is_debug_answer(current):
+            self.get_debug = _debug_answer(self._debug)
 
     def _choose_ready_runner(self):
         # What runs the ready callbacks when the plain loop of _run_once()

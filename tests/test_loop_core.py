@@ -142,6 +142,114 @@ def test_unclosed_loop_warns_and_frees():
     assert lp.is_closed()
 
 
+def test_get_debug_follows_set_debug_and_futures_see_it(any_loop):
+    loop = any_loop
+    assert loop.get_debug() is False
+    assert loop.create_future()._source_traceback is None
+    loop.set_debug(True)
+    assert loop.get_debug() is True
+    # asyncio's C Future asks the loop's get_debug() when it is made.
+    assert loop.create_future()._source_traceback
+    assert asyncio.Future(loop=loop)._source_traceback
+    loop.set_debug(0)
+    assert loop.get_debug() == 0 and type(loop.get_debug()) is int
+    assert loop.create_future()._source_traceback is None
+
+
+def test_create_future_belongs_to_the_loop_wherever_it_is_asked(loop):
+    # Outside any loop, inside this one, inside another loop, and from
+    # another thread while this one runs.
+    assert loop.create_future().get_loop() is loop
+    other = py_async_lib.new_event_loop()
+    try:
+        async def in_other():
+            return loop.create_future().get_loop()
+        assert other.run_until_complete(in_other()) is loop
+    finally:
+        other.close()
+
+    async def main():
+        fut = loop.create_future()
+        from_thread = await loop.run_in_executor(None, loop.create_future)
+        return fut.get_loop(), from_thread.get_loop(), type(fut)
+    got, from_thread, kind = loop.run_until_complete(main())
+    assert got is loop and from_thread is loop
+    assert kind is asyncio.Future
+
+
+def test_create_task_from_inside_and_outside_the_loop(any_loop):
+    loop = any_loop
+
+    async def value(v):
+        return v
+
+    outside = loop.create_task(value(1))
+
+    async def main():
+        plain = loop.create_task(value(2))
+        named = loop.create_task(value(3), name="n")
+        loop.set_debug(True)
+        try:
+            traced = loop.create_task(value(4))
+        finally:
+            loop.set_debug(False)
+        assert traced._source_traceback[-1].name == "main"
+        assert named.get_name() == "n"
+        assert {t.get_loop() for t in (outside, plain, named, traced)} == \
+            {loop}
+        return [await t for t in (outside, plain, named, traced)]
+
+    assert loop.run_until_complete(main()) == [1, 2, 3, 4]
+    made = []
+
+    def factory(lp, coro, **kwargs):
+        made.append(coro)
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    loop.set_task_factory(factory)
+
+    async def with_factory():
+        return await loop.create_task(value(5))
+
+    assert loop.run_until_complete(with_factory()) == 5
+    assert len(made) == 2   # run_until_complete's task and ours
+
+
+def test_get_debug_of_a_subclass_or_a_mock_is_used():
+    class Loop(EventLoop):
+        def get_debug(self):
+            return True
+
+    lp = Loop()
+    try:
+        assert lp.get_debug() is True
+        assert lp.create_future()._source_traceback
+        lp.set_debug(False)
+        assert lp.get_debug() is True
+    finally:
+        lp.close()
+    lp = py_async_lib.new_event_loop()
+    try:
+        lp.get_debug = lambda: True
+        lp.set_debug(False)
+        assert lp.get_debug() is True
+        assert lp.create_future()._source_traceback
+        del lp.get_debug
+        assert lp.get_debug() is False
+    finally:
+        lp.close()
+
+
+def test_debug_mode_from_the_environment():
+    code = ("import py_async_lib; lp = py_async_lib.new_event_loop(); "
+            "print(lp.get_debug(), bool(lp.create_future()._source_traceback)); "
+            "lp.close()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True,
+                         env={**os.environ, "PYTHONASYNCIODEBUG": "1"}).stdout
+    assert out.split() == ["True", "True"]
+
+
 # ---- call_soon -----------------------------------------------------------
 
 def test_call_soon_fifo_with_args(loop):
@@ -169,6 +277,41 @@ def test_callback_scheduled_during_iteration_runs_next_iteration(loop):
     loop.call_soon(loop.stop)
     loop.run_forever()
     assert seen == ["first", "second", "nested"]
+
+
+def test_each_iteration_polls_before_its_callbacks(any_loop):
+    # A callback makes a watched fd readable and schedules the next step of
+    # a chain: the next iteration's poll finds the fd, so its reader runs
+    # after that step and before the step the step schedules, on a loop
+    # that never returns to run_forever() in between as on asyncio's.
+    loop = any_loop
+    log = []
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+
+        def on_readable():
+            log.append("reader")
+            a.recv(10)
+            loop.remove_reader(a)
+
+        def step(i):
+            log.append(i)
+            if i == 0:
+                b.send(b"x")
+            if i < 3:
+                loop.call_soon(step, i + 1)
+            else:
+                loop.stop()
+
+        loop.add_reader(a, on_readable)
+        loop.call_soon(step, 0)
+        loop.run_forever()
+        assert log == [0, 1, "reader", 2, 3]
+    finally:
+        loop.remove_reader(a)
+        a.close()
+        b.close()
 
 
 def test_call_soon_handle_cancel(loop):
