@@ -17,6 +17,17 @@
  *                        the response is read up to the blank line, then
  *                        Content-Length more bytes.
  *
+ * Closed loop (default): each connection sends its next request as soon as
+ * the response is in, so the server runs at its own maximum throughput and
+ * the latencies are those of that load.  Open loop (--rate R): R requests
+ * per second in all, spread evenly over the connections (connection i of C
+ * sends at t0 + i/R + k*C/R); a request whose time comes while the previous
+ * one on its connection is still out is sent as soon as that response is in,
+ * and every latency is measured from the request's *scheduled* time, so a
+ * server that falls behind shows its queueing in the percentiles instead of
+ * slowing the load down (no "coordinated omission").  Loops compared at the
+ * same R are compared at the same load.
+ *
  * Connections are non-blocking and driven by edge-triggered epoll; they are
  * spread over T threads (default 1: one thread keeps up with a Python loop
  * on one core).  With a warm-up (-w W > 0) the run has two phases: W seconds
@@ -28,7 +39,16 @@
  *
  *   {"requests": N, "bytes": B, "seconds": T, "connections": C, "size": S,
  *    "mode": "echo", "threads": T, "errors": E, "cpu": U, "wait": W,
- *    "warmup_requests": N, "all_requests": N, "p50_us": L, "p99_us": L}
+ *    "warmup_requests": N, "all_requests": N, "p50_us": L, "p99_us": L,
+ *    "p999_us": L}
+ *
+ * and with --rate also "rate": R (the target, requests/s), "achieved_rate": A
+ * (requests / seconds: below R when the server could not keep up) and
+ * "send_lag_p99_us": how late the load generator itself sent the requests
+ * that waited for their time (its timer and CPU; a request held back by a
+ * slow previous response is the server's delay and not counted), 99th
+ * percentile in the measured window: the part of the latencies that is the
+ * load generator's.
  *
  * requests = complete responses in the measured window, bytes = response
  * bytes received in it, seconds = actual length of the window, errors =
@@ -39,9 +59,10 @@
  * machine; -1 if /proc/thread-self/schedstat is unavailable), all_requests =
  * responses over the whole life of the process (warm-up, settle and measured
  * window: what the server did while the harness counted its CPU), p50_us /
- * p99_us = median and 99th percentile round-trip time (request sent to
- * response complete) in the measured window, in microseconds, from a
- * log-linear histogram (32 buckets per power of two, ~3 % resolution).
+ * p99_us / p999_us = median, 99th and 99.9th percentile round-trip time
+ * (request sent -- or, with --rate, scheduled -- to response complete) in
+ * the measured window, in microseconds, from a log-linear histogram (32
+ * buckets per power of two, ~3 % resolution).
  *
  * Scale mode (--scale): open C connections (up to 100k; over TCP the source
  * address cycles through 127.0.0.2.. every 20k connections, so the ephemeral
@@ -77,6 +98,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,6 +124,7 @@ struct options {
     int http;
     int verify;
     int scale;
+    double rate;          /* --rate: requests/s in all; 0: closed loop */
 };
 
 /* Round-trip times: a log-linear histogram of nanoseconds. */
@@ -160,6 +183,9 @@ struct conn {
     size_t received;      /* echo: bytes of this response; http: bytes in rbuf */
     int discard_middle;   /* echo over TCP, big messages, no --verify */
     uint64_t t_sent;      /* when the current request started (ns) */
+    /* --rate only */
+    uint64_t t_next;      /* scheduled start of the next request (ns) */
+    int waiting;          /* idle until t_next */
 };
 
 struct worker {
@@ -168,6 +194,9 @@ struct worker {
     struct conn *conns;
     int nconns;
     int epfd;
+    int tfd;              /* --rate: timerfd for the next scheduled start */
+    uint64_t period_ns;   /* --rate: time between requests on a connection */
+    uint64_t timer_at;    /* when tfd fires; 0 if disarmed */
     double warm_end;
     double end;
     /* results */
@@ -177,6 +206,7 @@ struct worker {
     double delay_start, delay_end;          /* run_delay() over the window */
     int snapshotted;
     uint64_t hist[HIST_BUCKETS];            /* RTTs in the measured window */
+    uint64_t lag_hist[HIST_BUCKETS];        /* --rate: send lags, same window */
 };
 
 static char *g_pattern; /* echo payload, shared read-only by all threads */
@@ -224,6 +254,8 @@ static void usage(FILE *f)
             "      --http           HTTP/1.1 keep-alive GET mode instead of echo\n"
             "      --verify         compare every echoed byte (default: spot checks)\n"
             "      --scale          idle-connections mode (see the source)\n"
+            "  -R, --rate R         open loop: R requests/s in all, latency from the\n"
+            "                       scheduled send time (default: closed loop)\n"
             "  -h, --help           this help\n");
 }
 
@@ -241,6 +273,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
         {"http", no_argument, NULL, 'T'},
         {"verify", no_argument, NULL, 'V'},
         {"scale", no_argument, NULL, 'S'},
+        {"rate", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -259,8 +292,9 @@ static int parse_options(int argc, char **argv, struct options *opt)
     opt->http = 0;
     opt->verify = 0;
     opt->scale = 0;
+    opt->rate = 0.0;
 
-    while ((c = getopt_long(argc, argv, "H:p:U:c:s:d:w:t:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "H:p:U:c:s:d:w:t:R:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'H': opt->host = optarg; break;
         case 'p': opt->port = optarg; break;
@@ -283,16 +317,20 @@ static int parse_options(int argc, char **argv, struct options *opt)
             break;
         case 'd':
         case 'w':
+        case 'R':
             {
                 double d = strtod(optarg, &end);
-                if (*end != '\0' || d < 0.0 || d > 3600.0 || (c == 'd' && d <= 0.0)) {
+                double max = c == 'R' ? 1e7 : 3600.0;
+                if (*end != '\0' || !(d >= 0.0 && d <= max) || (c != 'w' && d <= 0.0)) {
                     fprintf(stderr, "loadgen: bad value for -%c: %s\n", c, optarg);
                     return -1;
                 }
                 if (c == 'd')
                     opt->duration = d;
-                else
+                else if (c == 'w')
                     opt->warmup = d;
+                else
+                    opt->rate = d;
             }
             break;
         case 'T': opt->http = 1; break;
@@ -308,6 +346,10 @@ static int parse_options(int argc, char **argv, struct options *opt)
     }
     if (!opt->unix_path && !opt->port) {
         fprintf(stderr, "loadgen: need --port or --unix\n");
+        return -1;
+    }
+    if (opt->scale && opt->rate > 0.0) {
+        fprintf(stderr, "loadgen: --rate and --scale do not mix\n");
         return -1;
     }
     if (opt->threads > opt->conns)
@@ -402,12 +444,32 @@ static void conn_fail(struct worker *w, struct conn *c)
     c->fd = -1;
 }
 
-static void start_request(struct conn *c)
+static void start_request(struct worker *w, struct conn *c)
 {
     /* echo: c->received was reset by the caller; http: it keeps any
      * unexpected leftover bytes */
     c->sent = 0;
-    c->t_sent = now_ns();
+    if (w->period_ns) {
+        /* latency counts from when the request was due, not from when a
+         * slow previous response let it go out */
+        c->t_sent = c->t_next;
+        c->t_next += w->period_ns;
+    } else {
+        c->t_sent = now_ns();
+    }
+}
+
+/* After a response: start the next request now, unless --rate has it due
+ * later (then the connection waits for run_schedule()).  Returns 1 if a
+ * request was started. */
+static int next_request(struct worker *w, struct conn *c)
+{
+    if (w->period_ns && c->t_next > now_ns()) {
+        c->waiting = 1;
+        return 0;
+    }
+    start_request(w, c);
+    return 1;
 }
 
 static void response_done(struct worker *w, struct conn *c)
@@ -503,7 +565,7 @@ static void conn_progress(struct worker *w, struct conn *c)
 {
     const struct options *opt = w->opt;
 
-    while (c->alive) {
+    while (c->alive && !c->waiting) {
         /* 1. send what remains of the request */
         send_request(w, c);
         if (!c->alive)
@@ -558,7 +620,8 @@ static void conn_progress(struct worker *w, struct conn *c)
             }
             response_done(w, c);
             c->received = 0;
-            start_request(c);
+            if (!next_request(w, c))
+                return;
             if (send_request(w, c))
                 return; /* sent whole: the reply raises a new EPOLLIN edge */
         } else {
@@ -591,7 +654,8 @@ static void conn_progress(struct worker *w, struct conn *c)
             /* keep unexpected extra bytes (there should be none) */
             memmove(c->rbuf, c->rbuf + total, c->received - (size_t)total);
             c->received -= (size_t)total;
-            start_request(c);
+            if (!next_request(w, c))
+                return;
             if (c->received == 0 && send_request(w, c))
                 return;
         }
@@ -600,14 +664,55 @@ static void conn_progress(struct worker *w, struct conn *c)
     }
 }
 
+/* Fire w->tfd at t (ns, CLOCK_MONOTONIC).  Returns 0 or -errno. */
+static int arm_timer(struct worker *w, uint64_t t)
+{
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = (time_t)(t / 1000000000u);
+    its.it_value.tv_nsec = (long)(t % 1000000000u);
+    if (timerfd_settime(w->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+        return -errno;
+    w->timer_at = t;
+    return 0;
+}
+
+/* --rate: start every waiting request whose time has come, then arm the
+ * timer for the earliest one still to come.  Returns 0 or -errno. */
+static int run_schedule(struct worker *w)
+{
+    uint64_t t = now_ns(), next = UINT64_MAX;
+    int i;
+
+    for (i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+        if (c->alive && c->waiting && c->t_next <= t) {
+            if (w->snapshotted)
+                w->lag_hist[hist_bucket(t - c->t_next)]++;
+            c->waiting = 0;
+            start_request(w, c);
+            conn_progress(w, c);
+        }
+        if (c->alive && c->waiting && c->t_next < next)
+            next = c->t_next;
+    }
+    if (next == UINT64_MAX || next == w->timer_at)
+        return 0;
+    return arm_timer(w, next);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct epoll_event events[MAX_EVENTS];
-    int i, alive;
+    int i, alive, rc;
 
     for (i = 0; i < w->nconns; i++) {
-        start_request(&w->conns[i]);
+        if (w->period_ns) {
+            w->conns[i].waiting = 1;    /* t_next was set by run_phase() */
+            continue;
+        }
+        start_request(w, &w->conns[i]);
         send_request(w, &w->conns[i]);
     }
 
@@ -629,6 +734,11 @@ static void *worker_main(void *arg)
             alive += w->conns[i].alive;
         if (!alive)
             break;
+        if (w->period_ns && (rc = run_schedule(w)) < 0) {
+            fprintf(stderr, "loadgen: timerfd_settime: %s\n", strerror(-rc));
+            w->errors++;
+            break;
+        }
 
         n = epoll_wait(w->epfd, events, MAX_EVENTS, 5);
         if (n < 0) {
@@ -640,6 +750,15 @@ static void *worker_main(void *arg)
         }
         for (i = 0; i < n; i++) {
             struct conn *c = events[i].data.ptr;
+            if (!c) {   /* the timer: run_schedule() on the next turn */
+                uint64_t expirations;
+                if (read(w->tfd, &expirations, sizeof expirations) < 0 && errno != EAGAIN) {
+                    perror("loadgen: timerfd read");
+                    w->errors++;
+                }
+                w->timer_at = 0;
+                continue;
+            }
             if (events[i].events & (EPOLLERR | EPOLLHUP) && !(events[i].events & EPOLLIN)) {
                 conn_fail(w, c);
                 continue;
@@ -663,9 +782,34 @@ struct phase_result {
     uint64_t requests, bytes, errors;
     uint64_t all_requests;  /* settle + measured */
     uint64_t hist[HIST_BUCKETS];
+    uint64_t lag_hist[HIST_BUCKETS];
     double seconds; /* measured window, averaged over threads */
     double wait;    /* run-queue wait fraction, -1 if unknown */
 };
+
+/* --rate: w's timerfd, in its epoll set with a NULL data.ptr, and the time
+ * between two requests on one connection.  Returns 0, or -1 if it failed. */
+static int add_timer(struct worker *w, const struct options *opt)
+{
+    struct epoll_event ev;
+
+    w->period_ns = (uint64_t)((double)opt->conns * 1e9 / opt->rate);
+    if (w->period_ns == 0)
+        w->period_ns = 1;
+    w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (w->tfd < 0) {
+        perror("loadgen: timerfd_create");
+        return -1;
+    }
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.ptr = NULL;
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->tfd, &ev) < 0) {
+        perror("loadgen: epoll_ctl");
+        return -1;
+    }
+    return 0;
+}
 
 /* Connect opt->conns fresh connections, drive them for settle + duration
  * seconds (only the last `duration` counted), close them.  Returns 0, or -1
@@ -676,6 +820,7 @@ static int run_phase(const struct options *opt, double settle, double duration,
     struct worker *workers;
     struct conn *conns;
     double t_start, wait = 0.0;
+    uint64_t t0_ns;
     int i, k, nw = opt->threads, rc = 0;
 
     memset(res, 0, sizeof *res);
@@ -689,11 +834,17 @@ static int run_phase(const struct options *opt, double settle, double duration,
     }
     for (i = 0; i < opt->conns; i++)
         conns[i].fd = -1;
+    for (i = 0; i < nw; i++)
+        workers[i].tfd = -1;
     for (i = 0; i < nw; i++) {
         workers[i].opt = opt;
         workers[i].epfd = epoll_create1(EPOLL_CLOEXEC);
         if (workers[i].epfd < 0) {
             perror("loadgen: epoll_create1");
+            rc = -1;
+            goto out;
+        }
+        if (opt->rate > 0.0 && add_timer(&workers[i], opt) != 0) {
             rc = -1;
             goto out;
         }
@@ -735,6 +886,10 @@ static int run_phase(const struct options *opt, double settle, double duration,
     }
 
     t_start = now();
+    t0_ns = now_ns();
+    if (opt->rate > 0.0) /* one request every 1/R s in all */
+        for (i = 0; i < opt->conns; i++)
+            conns[i].t_next = t0_ns + (uint64_t)((double)i * 1e9 / opt->rate);
     for (i = 0; i < nw; i++) {
         struct worker *w = &workers[i];
         int first = opt->conns * i / nw, last = opt->conns * (i + 1) / nw;
@@ -767,8 +922,10 @@ static int run_phase(const struct options *opt, double settle, double duration,
         pthread_join(w->thread, NULL);
         res->requests += w->requests - w->base_requests;
         res->all_requests += w->requests;
-        for (k = 0; k < HIST_BUCKETS; k++)
+        for (k = 0; k < HIST_BUCKETS; k++) {
             res->hist[k] += w->hist[k];
+            res->lag_hist[k] += w->lag_hist[k];
+        }
         res->bytes += w->bytes - w->base_bytes;
         res->errors += w->errors;
         res->seconds += w->measured_end - w->measured_start;
@@ -789,9 +946,12 @@ out:
             close(conns[i].fd);
         free(conns[i].rbuf);
     }
-    for (i = 0; i < opt->threads; i++)
+    for (i = 0; i < opt->threads; i++) {
         if (workers[i].epfd > 0)
             close(workers[i].epfd);
+        if (workers[i].tfd >= 0)
+            close(workers[i].tfd);
+    }
     free(workers);
     free(conns);
     return rc;
@@ -975,13 +1135,19 @@ int main(int argc, char **argv)
            "\"connections\": %d, \"size\": %zu, \"mode\": \"%s\", "
            "\"threads\": %d, \"errors\": %llu, \"cpu\": %.3f, \"wait\": %.3f, "
            "\"warmup_requests\": %llu, \"all_requests\": %llu, "
-           "\"p50_us\": %.1f, \"p99_us\": %.1f}\n",
+           "\"p50_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f",
            (unsigned long long)res.requests, (unsigned long long)res.bytes, res.seconds,
            opt.conns, opt.http ? (size_t)0 : opt.size, opt.http ? "http" : "echo",
            opt.threads, (unsigned long long)(res.errors + warm.errors), cpu, res.wait,
            (unsigned long long)(warm.requests),
            (unsigned long long)(warm.requests + res.all_requests),
-           hist_quantile(res.hist, 0.50), hist_quantile(res.hist, 0.99));
+           hist_quantile(res.hist, 0.50), hist_quantile(res.hist, 0.99),
+           hist_quantile(res.hist, 0.999));
+    if (opt.rate > 0.0)
+        printf(", \"rate\": %.1f, \"achieved_rate\": %.1f, \"send_lag_p99_us\": %.1f",
+               opt.rate, res.seconds > 0.0 ? (double)res.requests / res.seconds : 0.0,
+               hist_quantile(res.lag_hist, 0.99));
+    printf("}\n");
     fflush(stdout);
     free(g_pattern);
     return (res.errors + warm.errors) ? 1 : 0;

@@ -10,6 +10,7 @@ Run from the repository root::
     PYTHONPATH=. python -m benchmarks.throughput --json out.json   # table + JSON file
     PYTHONPATH=. python -m benchmarks.throughput --plot ratios.png # bar chart
     PYTHONPATH=. python -m benchmarks.throughput --repeat 3        # best of 3
+    PYTHONPATH=. python -m benchmarks.throughput --same-load 0.3   # its rate: 30 %
     PYTHONPATH=. python -m benchmarks.throughput --list            # workloads
     PYTHONPATH=. python -m benchmarks.throughput --python /usr/bin/python3.13,python3.11
 
@@ -41,6 +42,22 @@ life divided by every request it made), the load generator's p50/p99 round
 trip (µs), the server's minor page faults per message, and for idle_10k the
 server's memory per connection and the time to serve one message on every
 connection.  The exit status is 1 if any measurement failed.
+
+Those round trips are closed-loop: each loop runs at its own maximum
+throughput, so its p50/p99 are those of a different load than its rivals'.
+The "same load" table compares them at one load: after the closed-loop runs
+of echo_protocol_1k, echo_unix_1k, echo_streams_1k and http_keepalive, each
+is run again on every loop and on C/epoll with the load generator open-loop
+(loadgen --rate) at one fixed rate for the row, --same-load (default 0.5) of
+the slowest loop's closed-loop requests/s in this run: a load every loop
+sustains, set by the run itself, so it follows the machine rather than a
+constant that would overload a slow one or idle a fast one.  Latency counts
+from each request's scheduled send time (a server that falls behind shows
+its queue rather than slowing the load), cells are p50/p99 µs (p99.9 in the
+JSON), ``!`` marks a run that achieved under 97 % of the rate, a last line
+gives the p99 of the load generator's own send lag (inside every figure), and with
+--repeat the sample with the lowest p99 is kept.  It adds 16 runs (about
+40 s) to a full run; --quick skips it unless --same-load is given.
 
 Workloads (what one "operation" is, in brackets)
 ------------------------------------------------
@@ -154,6 +171,17 @@ QUICK_WARMUP = 0.05
 LOADGEN_SATURATED = 0.9
 DEFAULT_CONNECTIONS = 16
 
+#: rows of the "same load" latency table, and its columns (the loops, and
+#: C/epoll for what the kernel and the load generator alone take)
+SAME_LOAD_WORKLOADS = ("echo_protocol_1k", "echo_unix_1k", "echo_streams_1k", "http_keepalive")
+SAME_LOAD_COLUMNS = LOOP_NAMES + (C_EPOLL,)
+#: the fixed rate of a row, as a fraction of the slowest loop's closed-loop
+#: throughput in the same run
+SAME_LOAD_FRACTION = 0.5
+#: an open-loop run that achieved less than this fraction of its rate did
+#: not keep up (its latencies are queueing); marked with "!"
+SAME_LOAD_KEPT_UP = 0.97
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -176,7 +204,7 @@ def child_main(args: argparse.Namespace) -> int:
         workload = WORKLOADS[workload_name]
         options = RunOptions(duration=args.duration, warmup=args.warmup,
                              connections=args.connections, loadgen=args.loadgen,
-                             scale_connections=args.scale_connections)
+                             scale_connections=args.scale_connections, rate=args.rate)
         cpus = _cpus()
         if args.pin and len(cpus) >= 2:
             os.sched_setaffinity(0, {cpus[0]})
@@ -265,11 +293,15 @@ def probe_loops(names: Sequence[str]) -> Dict[str, Tuple[bool, str]]:
 
 
 def run_child(workload: str, loop: str, args: argparse.Namespace,
-              loadgen: Optional[str]) -> Dict[str, Any]:
+              loadgen: Optional[str], rate: float = 0.0) -> Dict[str, Any]:
+    """One measurement in a fresh process; rate > 0: open loop at that many
+    requests per second (network rows)."""
     cmd = [sys.executable, "-m", "benchmarks.throughput", "--child", workload, loop,
            "--duration", repr(args.duration), "--warmup", repr(args.warmup),
            "--connections", str(args.connections),
            "--scale-connections", str(args.scale_connections)]
+    if rate > 0:
+        cmd += ["--rate", repr(float(rate))]
     if loadgen:
         cmd += ["--loadgen", loadgen]
     if not args.pin:
@@ -331,6 +363,44 @@ def best_of(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
     return rec
 
 
+def same_load_rate(results: Dict[str, Dict[str, Any]], fraction: float) -> Optional[float]:
+    """The fixed rate of a same-load row: *fraction* of the slowest loop's
+    best closed-loop requests/s in this run (a rate every loop sustains, so
+    each is compared at the same load), rounded down to two significant
+    digits; None unless every loop of the row has a figure."""
+    loops = [l for l in LOOP_NAMES if l in results]
+    if not loops or any("ops_per_sec" not in results[l] or "error" in results[l]
+                        for l in loops):
+        return None
+    rate = fraction * min(results[l]["ops_per_sec"] for l in loops)
+    if rate < 1:
+        return None
+    step = 10 ** max(0, math.floor(math.log10(rate)) - 1)
+    return float(math.floor(rate / step) * step)
+
+
+def least_p99(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Of the same-load samples of one (row, column), the one with the lowest
+    p99 (the least disturbed, as best_of keeps the fastest); every sample's
+    p99 goes to "p99_samples"."""
+    good = [s for s in samples if "error" not in s and "p99_us" in (s.get("extra") or {})]
+    rec = dict(min(good, key=lambda s: s["extra"]["p99_us"]) if good else samples[-1])
+    if good and len(good) < len(samples):
+        rec["failed_samples"] = [s["error"] for s in samples if "error" in s]
+    if len(samples) > 1:
+        rec["p99_samples"] = [(s.get("extra") or {}).get("p99_us") for s in samples]
+    return rec
+
+
+def latency_ratio(results: Dict[str, Dict[str, Any]], key: str, a: str,
+                  b: str) -> Optional[float]:
+    """a's latency percentile *key* divided by b's (below 1: a is faster)."""
+    try:
+        return results[a]["extra"][key] / results[b]["extra"][key]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
 #: a measurement whose processes waited for a CPU longer than this fraction
 #: of the time is flagged as disturbed by other load on the machine
 CONTENTION_LIMIT = 0.05
@@ -376,9 +446,27 @@ def geomean(values: Sequence[Optional[float]]) -> Optional[float]:
 RATIO_PAIRS = [(OURS, BASELINE), (OURS, RIVAL), (OURS, FLOOR), (RIVAL, BASELINE)]
 
 
+def build_same_load(fraction: float, rates: Dict[str, Optional[float]],
+                    results: Dict[str, Dict[str, Dict[str, Any]]]) -> Dict[str, Any]:
+    """The "same_load" part of the report: per row its rate, the chosen
+    sample per column and the ours/uvloop, ours/asyncio ratios of latency and
+    of server CPU per message (at a fixed rate a loop that costs more per
+    message waits longer in its queue)."""
+    rows: Dict[str, Any] = {}
+    for w, rate in rates.items():
+        per = results.get(w, {})
+        ratios = {f"{key} {a}/{b}": latency_ratio(per, key, a, b)
+                  for a, b in ((OURS, RIVAL), (OURS, BASELINE)) if a in per and b in per
+                  for key in ("p50_us", "p99_us", "server_cpu_us_per_msg")}
+        rows[w] = {"rate": rate, "results": per, "ratios": ratios}
+    return {"fraction": fraction, "basis": "slowest loop's closed-loop requests/s",
+            "workloads": rows}
+
+
 def build_report(args: argparse.Namespace, workloads: List[str], loops: List[str],
                  loop_info: Dict[str, Dict[str, Any]],
-                 results: Dict[str, Dict[str, Dict[str, Any]]], wall: float) -> Dict[str, Any]:
+                 results: Dict[str, Dict[str, Dict[str, Any]]], wall: float,
+                 same_load: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     ratios: Dict[str, Dict[str, Optional[float]]] = {}
     for w in workloads:
         ratios[w] = {f"{a}/{b}": ratio(results[w], a, b) for a, b in RATIO_PAIRS
@@ -407,6 +495,8 @@ def build_report(args: argparse.Namespace, workloads: List[str], loops: List[str
         "results": results,
         "ratios": ratios,
         "geomean": gm,
+        # absent when the same-load table did not run (--same-load 0, --quick)
+        **({"same_load": same_load} if same_load else {}),
     }
 
 
@@ -469,6 +559,51 @@ def _cpu_ratio(report: Dict[str, Any], w: str, a: str, b: str) -> Optional[float
         return None
 
 
+def _same_load_cell(report: Dict[str, Any], rate: Optional[float],
+                    r: Optional[Dict[str, Any]], l: str) -> str:
+    if not report["loops"][l]["available"]:
+        return "n/a"
+    if rate is None or r is None or "skipped" in r:
+        return "-"
+    if "error" in r:
+        return "ERROR"
+    e = r.get("extra") or {}
+    if e.get("p99_us") is None:
+        return "-"
+    marks = ("!" if e.get("achieved_rate", rate) < SAME_LOAD_KEPT_UP * rate else "") + (
+        "*" if (cpu_wait(r) or 0) > CONTENTION_LIMIT else "")
+    return f"{e['p50_us']:.0f}/{e['p99_us']:.0f}{marks}"
+
+
+def print_same_load(report: Dict[str, Any], loops: List[str], out: Any) -> None:
+    """Round trips of the same-load rows, every column at one fixed rate."""
+    same = report["same_load"]
+    cols = [l for l in loops if l in SAME_LOAD_COLUMNS]
+    keys = [k for k in (f"p50_us {OURS}/{RIVAL}", f"p99_us {OURS}/{RIVAL}",
+                        f"server_cpu_us_per_msg {OURS}/{RIVAL}")
+            if any(k in row["ratios"] for row in same["workloads"].values())]
+    titles = {k: k.replace("server_cpu_us_per_msg", "CPU/msg").replace("_us", "")
+              .replace(OURS, "ours").replace(RIVAL, "uvloop") for k in keys}
+    print(f"\nRound trip p50/p99 at the same load, microseconds: open loop at one fixed "
+          f"rate per row, {same['fraction']:.0%} of the slowest loop's throughput above "
+          "(latency from the scheduled send; ratios below 1.00x: ours is faster, "
+          "or for CPU/msg, cheaper; !: the rate was not kept up)", file=out)
+    rows = []
+    for w, row in same["workloads"].items():
+        rate = row["rate"]
+        rows.append([w, "-" if rate is None else fmt_ops(rate)]
+                    + [_same_load_cell(report, rate, row["results"].get(l), l) for l in cols]
+                    + [fmt_ratio(row["ratios"].get(k)) for k in keys])
+    _print_rows(["workload", "req/s"] + [COLUMN_TITLES[l] for l in cols]
+                + [titles[k] for k in keys], rows, out)
+    lags = [r["extra"]["send_lag_p99_us"] for row in same["workloads"].values()
+            for r in row["results"].values() if (r.get("extra") or {}).get("send_lag_p99_us")]
+    if lags:
+        print(f"  the load generator's own send lag, p99: {min(lags):.0f}-{max(lags):.0f} us "
+              "(included in the figures above: latencies near it are the machine's, "
+              "not the loop's)", file=out)
+
+
 def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout) -> None:
     """The throughput table, then, for the network rows, the server's CPU
     and page faults per message, the round-trip latencies and (scale rows)
@@ -510,6 +645,8 @@ def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout)
         print("\nRound trip p50/p99, microseconds (load generator)", file=out)
         _print_rows(["workload"] + [COLUMN_TITLES[l] for l in loops],
                     [[w] + [_cell(report, w, l, _latency) for l in loops] for w in net], out)
+        if report.get("same_load"):
+            print_same_load(report, loops, out)
         print("\nServer minor page faults per message", file=out)
         _print_rows(["workload"] + [COLUMN_TITLES[l] for l in loops],
                     [[w] + [_cell(report, w, l, _extra("server_minflt_per_msg", ".2f"))
@@ -529,7 +666,12 @@ def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout)
                          f"{r['extra']['sweep_ms_median']:.1f}")) for l in loops]], out)
 
     notes = []
-    disturbed = [(w, l, cpu_wait(r)) for w in workloads for l, r in report["results"][w].items()
+    # (row, column, record, how it ran) of every measurement
+    measured = [(w, l, r, "") for w in workloads for l, r in report["results"][w].items()]
+    measured += [(w, l, r, " at the same load")
+                 for w, row in report.get("same_load", {}).get("workloads", {}).items()
+                 for l, r in row["results"].items()]
+    disturbed = [(w, l, cpu_wait(r)) for w, l, r, _ in measured
                  if "error" not in r and "skipped" not in r
                  and (cpu_wait(r) or 0) > CONTENTION_LIMIT]
     if disturbed:
@@ -545,16 +687,14 @@ def print_table(report: Dict[str, Any], loops: List[str], out: Any = sys.stdout)
             notes.append(f"{l}: not measured ({info['info']}){hint}")
         else:
             notes.append(f"{l}: {info['info']}")
-    for w in workloads:
-        for l in loops:
-            r = report["results"][w].get(l)
-            if not r or "skipped" in r:
-                continue
-            if "error" in r:
-                notes.append(f"ERROR {w} on {l}: {r['error']}")
-            elif r.get("extra", {}).get("loadgen_cpu", 0) >= LOADGEN_SATURATED:
-                notes.append(f"{w} on {l}: load generator used {r['extra']['loadgen_cpu']:.2f} "
-                             "CPU; the number may be capped by it")
+    for w, l, r, how in measured:
+        if not r or "skipped" in r or l not in loops:
+            continue
+        if "error" in r:
+            notes.append(f"ERROR {w} on {l}{how}: {r['error']}")
+        elif r.get("extra", {}).get("loadgen_cpu", 0) >= LOADGEN_SATURATED:
+            notes.append(f"{w} on {l}{how}: load generator used "
+                         f"{r['extra']['loadgen_cpu']:.2f} CPU; the number may be capped by it")
     if notes:
         print("", file=out)
         for n in notes:
@@ -715,9 +855,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="do not pin the loop process and the load generator to separate CPUs")
     p.add_argument("--loadgen", metavar="PATH",
                    help="load generator binary (default: build/loadgen, built on demand)")
+    p.add_argument("--same-load", type=float, default=None, metavar="FRACTION",
+                   help="latency at the same load: the rows "
+                        f"{', '.join(SAME_LOAD_WORKLOADS)} run again open-loop on "
+                        f"{', '.join(SAME_LOAD_COLUMNS)} at FRACTION of the slowest loop's "
+                        f"requests/s (default {SAME_LOAD_FRACTION}; 0 with --quick; "
+                        "0 disables)")
     p.add_argument("--list", action="store_true", help="list workloads and exit")
     p.add_argument("--child", nargs=2, metavar=("WORKLOAD", "LOOP"), help=argparse.SUPPRESS)
     p.add_argument("--probe", metavar="LOOP", help=argparse.SUPPRESS)
+    p.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)  # --child
     args = p.parse_args(argv)
     if args.duration is None:
         args.duration = QUICK_DURATION if args.quick else DEFAULT_DURATION
@@ -727,6 +874,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("--duration must be > 0 and --warmup >= 0")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
+    if args.same_load is None:
+        args.same_load = 0.0 if args.quick else SAME_LOAD_FRACTION
+    if not 0 <= args.same_load <= 1:
+        p.error("--same-load must be between 0 and 1")
     if args.connections < 1:
         p.error("--connections must be >= 1")
     if args.only:
@@ -832,40 +983,66 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     samples: Dict[str, Dict[str, List[Dict[str, Any]]]] = {
         w: {l: [] for l in usable} for w in args.workloads}
-    total = len(args.workloads) * len(usable) * args.repeat
+    same_rows = [w for w in args.workloads if w in SAME_LOAD_WORKLOADS] if args.same_load else []
+    same_cols = [l for l in usable if l in SAME_LOAD_COLUMNS]
+    same_samples: Dict[str, Dict[str, List[Dict[str, Any]]]] = {
+        w: {l: [] for l in same_cols} for w in same_rows}
+    rates: Dict[str, Optional[float]] = {}
+    total = (len(args.workloads) * len(usable) + len(same_rows) * len(same_cols)) * args.repeat
     i = 0
+
+    def measure(w: str, l: str, rep: int, rate: float = 0.0) -> Dict[str, Any]:
+        nonlocal i
+        i += 1
+        prefix = f"[{i}/{total}] {w} on {l}" + (f" at {fmt_ops(rate)} req/s" if rate else "")
+        if args.repeat > 1:
+            prefix += f" (run {rep + 1}/{args.repeat})"
+        prefix += " ..."
+        if sys.stderr.isatty():
+            print(prefix, end="", file=sys.stderr, flush=True)
+        why = skip_reason(l, WORKLOADS[w]) if l in REFERENCES else None
+        if why:
+            if sys.stderr.isatty():
+                print("", file=sys.stderr, flush=True)
+            return {"workload": w, "loop": l, "skipped": why}
+        if WORKLOADS[w].kind == "net" and loadgen_error:
+            rec = {"workload": w, "loop": l, "error": f"no load generator: {loadgen_error}"}
+        else:
+            rec = run_child(w, l, args, loadgen, rate)
+        outcome = ("ERROR: " + rec["error"].splitlines()[0][:200] if "error" in rec
+                   else f"skipped: {rec['skipped']}" if "skipped" in rec
+                   else "p50/p99 {p50_us:.0f}/{p99_us:.0f} us".format(**rec["extra"]) if rate
+                   else f"{fmt_ops(rec['ops_per_sec'])} ops/s")
+        if sys.stderr.isatty():
+            print(f" {outcome}", file=sys.stderr, flush=True)
+        else:
+            log(f"{prefix} {outcome}")
+        return rec
+
     for w in args.workloads:
         for rep in range(args.repeat):
             for l in usable:
-                i += 1
-                prefix = f"[{i}/{total}] {w} on {l}"
-                if args.repeat > 1:
-                    prefix += f" (run {rep + 1}/{args.repeat})"
-                prefix += " ..."
-                if sys.stderr.isatty():
-                    print(prefix, end="", file=sys.stderr, flush=True)
-                why = skip_reason(l, WORKLOADS[w]) if l in REFERENCES else None
-                if why:
-                    rec = {"workload": w, "loop": l, "skipped": why}
-                    samples[w][l].append(rec)
-                    continue
-                if WORKLOADS[w].kind == "net" and loadgen_error:
-                    rec = {"workload": w, "loop": l,
-                           "error": f"no load generator: {loadgen_error}"}
-                else:
-                    rec = run_child(w, l, args, loadgen)
-                samples[w][l].append(rec)
-                outcome = ("ERROR: " + rec["error"].splitlines()[0][:200] if "error" in rec
-                           else f"skipped: {rec['skipped']}" if "skipped" in rec
-                           else f"{fmt_ops(rec['ops_per_sec'])} ops/s")
-                if sys.stderr.isatty():
-                    print(f" {outcome}", file=sys.stderr, flush=True)
-                else:
-                    log(f"{prefix} {outcome}")
+                samples[w][l].append(measure(w, l, rep))
+        if w not in same_samples:
+            continue
+        # the same row again, open loop at one rate for every column
+        rates[w] = same_load_rate({l: best_of(s) for l, s in samples[w].items()},
+                                  args.same_load)
+        if rates[w] is None:
+            log(f"note: {w}: no same-load rate (a loop has no throughput figure)")
+            i += args.repeat * len(same_cols)
+            continue
+        for rep in range(args.repeat):
+            for l in same_cols:
+                same_samples[w][l].append(measure(w, l, rep, rates[w]))
     results = {w: {l: best_of(s) for l, s in per.items()} for w, per in samples.items()}
+    same_results = {w: {l: least_p99(s) for l, s in per.items() if s}
+                    for w, per in same_samples.items()}
 
     report = build_report(args, args.workloads, loops, loop_info, results,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started,
+                          build_same_load(args.same_load, rates, same_results)
+                          if same_rows else None)
     report["meta"]["repeat"] = args.repeat
     report["meta"]["cpu_busy_before"] = None if busy is None else round(busy, 3)
 
@@ -884,7 +1061,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ImportError as exc:
             log(f"error: --plot needs matplotlib ({exc}); pip install matplotlib")
             return 1
-    failed = any("error" in r for per in results.values() for r in per.values())
+    failed = any("error" in r for every in (results, same_results)
+                 for per in every.values() for r in per.values())
     return 1 if failed else 0
 
 

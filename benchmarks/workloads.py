@@ -675,6 +675,10 @@ class RunOptions:
     loadgen: Optional[str] = None
     loadgen_cpus: Optional[Sequence[int]] = None  # CPUs to pin the load generator to
     scale_connections: int = SCALE_CONNECTIONS
+    #: > 0: network rows run the load generator open-loop at this many
+    #: requests per second in all (loadgen --rate), latency from the
+    #: scheduled send times
+    rate: float = 0.0
 
 
 def run_rounds(round_fn: Callable[[], int], options: RunOptions) -> Dict[str, Any]:
@@ -772,6 +776,8 @@ def run_network(loop: asyncio.AbstractEventLoop, spec: NetSpec,
             argv = [loadgen, "-c", str(options.connections),
                     "-d", repr(float(options.duration)), "-w", repr(float(options.warmup))]
             argv += ["--http"] if spec.http else ["-s", str(spec.size)]
+            if options.rate > 0:
+                argv += ["--rate", repr(float(options.rate))]
         if unix_path:
             argv += ["-U", unix_path]
         else:
@@ -857,9 +863,13 @@ def run_network(loop: asyncio.AbstractEventLoop, spec: NetSpec,
         }
         if spec.busy:
             extra["busy"] = True
-        for key in ("p50_us", "p99_us"):
+        for key in ("p50_us", "p99_us", "p999_us"):
             if report.get(key, -1) >= 0:
                 extra[key] = report[key]
+        if options.rate > 0:
+            extra["rate"] = report["rate"]
+            extra["achieved_rate"] = report["achieved_rate"]
+            extra["send_lag_p99_us"] = report["send_lag_p99_us"]
         if spec.scale:
             extra.update({k: report[k] for k in ("sweeps", "sweep_ms_best",
                                                   "sweep_ms_median", "connect_seconds")})

@@ -1,7 +1,9 @@
 """The benchmark references do the work they stand for: the floor loop runs
 every loop-level workload with asyncio's order and contexts, the floor
-server and the C servers echo, and the load generator reports latencies and
-scale sweeps.  (Correctness only; speed is the benchmark's business.)"""
+server and the C servers echo, the load generator reports latencies (closed
+and open loop) and scale sweeps, and the harness prints and records the
+same-load latency table.  (Correctness only; speed is the benchmark's
+business.)"""
 import contextvars
 import json
 import os
@@ -139,3 +141,75 @@ def test_loadgen_reports_latency_and_scale_sweeps(server):
         assert 0 < rep["sweep_ms_best"] <= rep["sweep_ms_median"]
     finally:
         _stop(proc)
+
+
+@pytest.mark.skipif(not all(os.access(p, os.X_OK) for p in (LOADGEN, EPOLL_ECHO)),
+                    reason="make loadgen first")
+@pytest.mark.parametrize("mode", ["echo", "http"])
+def test_loadgen_open_loop_reports_its_rate(mode):
+    """--rate: the report carries the target and achieved rates and the
+    percentiles in order (their values are the benchmark's business)."""
+    proc, (host, port) = _start([EPOLL_ECHO] + (["--http"] if mode == "http" else []))
+    try:
+        args = ["-H", host, "-p", str(port), "-c", "4", "-d", "0.2", "-w", "0.1",
+                "--rate", "2000"] + (["--http"] if mode == "http" else ["--verify"])
+        (rep,) = _loadgen(*args)
+        assert rep["mode"] == mode and rep["errors"] == 0 and rep["requests"] > 0
+        assert rep["rate"] == 2000.0 and rep["achieved_rate"] > 0
+        assert rep["send_lag_p99_us"] >= 0
+        assert 0 < rep["p50_us"] <= rep["p99_us"] <= rep["p999_us"]
+        bad = subprocess.run([LOADGEN, "-H", host, "-p", str(port), "--rate", "0"],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "bad value" in bad.stderr
+    finally:
+        _stop(proc)
+
+
+def _net_record(loop, p50, p99, rate=None, achieved=None):
+    extra = {"p50_us": p50, "p99_us": p99, "p999_us": p99 * 2, "server_wait": 0.0,
+             "loadgen_wait": 0.0, "loadgen_cpu": 0.3, "server_cpu_us_per_msg": 5.0}
+    if rate:
+        extra.update(rate=rate, achieved_rate=achieved, send_lag_p99_us=p50 / 10)
+    return {"workload": "echo_protocol_1k", "loop": loop, "ops": 1000, "seconds": 1.0,
+            "ops_per_sec": 1000.0, "extra": extra}
+
+
+def test_same_load_table_is_printed_and_recorded():
+    """The rate is a fraction of the slowest loop's throughput, rounded down;
+    the table prints p50/p99 per column and ours/uvloop (latency, CPU per
+    message); ! marks a rate not
+    kept up; the JSON carries it all; --quick leaves it out."""
+    import io
+    from benchmarks import throughput as t
+
+    closed = {"asyncio": dict(_net_record("asyncio", 90, 300), ops_per_sec=23_456.0),
+              "uvloop": dict(_net_record("uvloop", 60, 200), ops_per_sec=40_000.0),
+              "py_async_lib": dict(_net_record("py_async_lib", 70, 250), ops_per_sec=30_000.0)}
+    rate = t.same_load_rate(closed, 0.5)
+    assert rate == 11_000.0
+    assert t.same_load_rate({**closed, "uvloop": {"error": "boom"}}, 0.5) is None
+    same = {"asyncio": _net_record("asyncio", 50, 400, rate, rate),
+            "uvloop": _net_record("uvloop", 40, 200, rate, rate),
+            "py_async_lib": _net_record("py_async_lib", 30, 100, rate, rate * 0.5),
+            "c_epoll": _net_record("c_epoll", 20, 50, rate, rate)}
+    assert t.least_p99([same["asyncio"], same["uvloop"]])["extra"]["p99_us"] == 200
+    args = t.parse_args(["--only", "echo_protocol_1k"])
+    assert args.same_load == t.SAME_LOAD_FRACTION
+    assert t.parse_args(["--quick"]).same_load == 0
+    loops = ["asyncio", "uvloop", "py_async_lib", "c_epoll"]
+    info = {l: {"available": True, "info": l} for l in loops}
+    report = t.build_report(args, ["echo_protocol_1k"], loops, info,
+                            {"echo_protocol_1k": {**closed, "c_epoll": closed["uvloop"]}},
+                            1.0, t.build_same_load(0.5, {"echo_protocol_1k": rate},
+                                                   {"echo_protocol_1k": same}))
+    row = json.loads(json.dumps(report))["same_load"]["workloads"]["echo_protocol_1k"]
+    assert row["rate"] == rate and row["results"]["uvloop"]["extra"]["p99_us"] == 200
+    assert row["ratios"]["p99_us py_async_lib/uvloop"] == 0.5
+    out = io.StringIO()
+    t.print_table(report, loops, out)
+    lines = out.getvalue().splitlines()
+    start = next(i for i, l in enumerate(lines) if "at the same load" in l)
+    line = next(l for l in lines[start:] if l.startswith("echo_protocol_1k"))
+    assert line.split() == ["echo_protocol_1k", "11,000", "50/400", "40/200", "30/100!",
+                            "20/50", "0.75x", "0.50x", "1.00x"]
+    assert "send lag, p99: 2-5 us" in lines[lines.index(line) + 1]
