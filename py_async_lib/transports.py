@@ -440,18 +440,18 @@ class StreamTransport(TransportBase, transports.Transport):
         changes (the bytes pending, pause, close, the protocol's kind, the
         read handle, the stream).
 
-        _direct_read is the run() of the read handle's context while a
-        read smaller than BULK_READ that the C loop made may go straight to
+        _direct_read is the read handle's context while a read smaller
+        than BULK_READ that the C loop made may go straight to
         protocol.data_received() (nothing pending, reading neither paused
         nor closed, the stream open, not a BufferedProtocol), else None.
-        The loop then calls _direct_read(protocol.data_received, bytes)
-        itself, and _data_received_failed(exc) if that raises: what the
+        The loop then calls _direct_read.run(protocol.data_received,
+        bytes) itself, and _data_received_failed(exc) if that raises: what the
         read handle would do, without the Python call of _data_now() or
         _read_ready() (issue 12).  Only the transport writes it."""
         if (self._pending is None and not self._paused and
                 not self._closing and self._fd >= 0 and
                 not self._buffered and self._reads_to_protocol):
-            self._direct_read = self._read_handle._context.run
+            self._direct_read = self._read_handle._context
         else:
             self._direct_read = None
 
@@ -535,7 +535,7 @@ class StreamTransport(TransportBase, transports.Transport):
         # nothing is pending now, and the checks above hold (bytes are
         # pending only while the stream is open).
         if not self._buffered and self._reads_to_protocol:
-            self._direct_read = self._read_handle._context.run
+            self._direct_read = self._read_handle._context
         if data is READ_NOW:
             if self._buffered:
                 self._recv_into_buffer()
