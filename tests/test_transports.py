@@ -1466,11 +1466,28 @@ def test_read_callback_order_around_timers_and_callbacks(any_loop,
     assert log == expected
 
 
+# The end of each page-fault script below: the script defines N (rounds),
+# PER_ROUND (messages per round), loop and client() (N rounds, then stops the
+# loop); this warms up (the transport switches to its own reads, the heap
+# settles), then prints the minor page faults per message of N more rounds.
+_COUNT_FAULTS = r"""
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+N, n = 20, N
+t = threading.Thread(target=client); t.start(); loop.run_forever(); t.join()
+N = n
+before = faults()
+t = threading.Thread(target=client); t.start(); loop.run_forever(); t.join()
+print((faults() - before) / (N * PER_ROUND))
+"""
+
+
 _FAULTS_PER_MESSAGE = r"""
 import asyncio, resource, socket, sys, threading
 import py_async_lib
 
-N, SIZE = 300, 64 * 1024
+N, SIZE, PER_ROUND = 300, 64 * 1024, 1
 loop = py_async_lib.new_event_loop()
 
 class Echo(asyncio.Protocol):
@@ -1493,17 +1510,7 @@ def client():
             got += b.recv_into(view[got:])
     loop.call_soon_threadsafe(loop.stop)
 
-def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-# Warm up (the transport switches to its own reads), then count.
-N, n = 20, N
-t = threading.Thread(target=client); t.start(); loop.run_forever(); t.join()
-N = n
-before = faults()
-t = threading.Thread(target=client); t.start(); loop.run_forever(); t.join()
-print((faults() - before) / N)
-"""
+""" + _COUNT_FAULTS
 
 
 @pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
@@ -1530,6 +1537,7 @@ import asyncio, resource, socket, threading
 import py_async_lib
 
 N, SIZE, CONNS = 200, 64 * 1024, 16
+PER_ROUND = CONNS
 loop = py_async_lib.new_event_loop()
 
 async def serve(sock):
@@ -1555,15 +1563,7 @@ def client():
                 got += b.recv_into(view[got:])
     loop.call_soon_threadsafe(loop.stop)
 
-def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-N, n = 20, N
-t = threading.Thread(target=client); t.start(); loop.run_forever(); t.join()
-N = n
-before = faults()
-t = threading.Thread(target=client); t.start(); loop.run_forever(); t.join()
-print((faults() - before) / (N * CONNS))
+""" + _COUNT_FAULTS + r"""
 for _, b in pairs:
     b.close()
 loop.run_until_complete(asyncio.gather(*tasks))
