@@ -877,11 +877,9 @@ class StreamTransport(TransportBase, transports.Transport):
                 self._empty_waiter.set_result(None)
             else:
                 self._empty_waiter.set_exception(exc)
-        self._release_stream()
         self._closing = True
-        self._read_state_changed()
         self._conn_lost += 1
-        self._write_state_changed()
+        self._release_stream()   # (which updates _direct_read, _write_direct)
         self._call_soon(self._call_connection_lost, exc)
 
     def _release(self):
