@@ -6,7 +6,7 @@ inherited unchanged, so behaviour and error messages stay asyncio's.  What the
 engine does is replaced: the poll, timers, fd watchers and (in transports.py)
 socket I/O live in C.  Each iteration crosses into C once: loop_run_once()
 polls and fills an array with every ready fd, expired timer and completed
-read, which _run_once() turns into ready callbacks in asyncio's order (I/O,
+read, which _dispatch() turns into ready callbacks in asyncio's order (I/O,
 then timers, each run after the callbacks that were already ready).
 """
 import collections
@@ -361,40 +361,26 @@ class BaseLoop(_compat.BaseEventLoop):
                 lib.loop_stats_pause(self._cloop)
 
     def _run_once(self):
-        # One iteration of asyncio's loop, or several: those that leave
-        # nothing but the next poll (below), and those that have callbacks
-        # ready (at the end) run here, without returning to run_forever(),
-        # which would only check _stopping and call us again.
+        # One iteration of asyncio's loop, or several: the poll that finds
+        # nothing to run polls again inside _dispatch() (below), and an
+        # iteration that leaves callbacks ready is followed here by the next
+        # one, without returning to run_forever(), which would only check
+        # _stopping and call us again.
         ready = self._ready
         cloop = self._cloop
-        while True:
-            later = 0
-            # Callbacks to run, and the C loop has nothing that could
-            # report (no fd in epoll, no C callback, no timer due): its
-            # non-blocking poll would find nothing, so the crossing (a
-            # third of a call_soon() chain's time) is skipped.  A pending
-            # wakeup only says that _ready is not empty, which it is not.
-            if not ready or _poll_due(cloop):
-                self._wakeup_pending = False
-                timeout = 0 if (ready or self._stopping) else -1
-                n = _loop_run_once(cloop, timeout, self._events, _EVENTS_MAX)
-                if n:
-                    if n < 0:
-                        raise os_error(n)
-                    # Handles that read handles run by _dispatch
-                    # scheduled: they wait for the next iteration.
-                    later = self._dispatch(n)
-            if self._ready_runner is not None:   # debug mode, slow-iteration reports
-                self._ready_runner(self, len(ready))
-                return
-            if ready:
-                break
-            # Only the poll's events, all routed or run by _dispatch (one
-            # connection's message, typically): the next iteration polls.
-            if self._stopping:
-                return
+        later = 0
+        # Callbacks to run, and the C loop has nothing that could report
+        # (no fd in epoll, no C callback, no timer due): its non-blocking
+        # poll would find nothing, so the crossing (a third of a
+        # call_soon() chain's time) is skipped.  A pending wakeup only says
+        # that _ready is not empty, which it is not.
+        if not ready or _poll_due(cloop):
+            later = self._dispatch(0 if (ready or self._stopping) else -1)
+        if self._ready_runner is not None:   # debug mode, slow-iteration reports
+            self._ready_runner(self, len(ready))
+            return
         popleft = ready.popleft
-        while True:
+        while ready:
             ntodo = len(ready) - later
             # Read after the count: call_soon_threadsafe() sets it before
             # it queues its handle.
@@ -425,21 +411,23 @@ class BaseLoop(_compat.BaseEventLoop):
                     report_callback_exception(handle, exc)
             handle = None  # Break cycles when an exception occurred.
             later = 0
-            # With callbacks ready, the next iteration is made here, without
-            # returning to run_forever(), which would only check _stopping
-            # and call us again: its poll (timeout 0, skipped as above when
-            # it could find nothing), then its callbacks.  Stopping, the
-            # other runners and an iteration that leaves nothing ready go
-            # through run_forever() (the next call waits in its poll loop).
-            if self._stopping or not ready or self._ready_runner is not None:
+            # With callbacks ready, the next iteration is made here: its
+            # poll (timeout 0, skipped as above when it could find nothing),
+            # then its callbacks.  Stopping, the other runners and an
+            # iteration that leaves nothing ready go through run_forever()
+            # (the next call waits in _dispatch()'s poll loop).
+            if self._stopping or self._ready_runner is not None:
                 return
-            if _poll_due(cloop):
+            if ready and _poll_due(cloop):
+                # The poll made here, not by _dispatch(): most of these
+                # find nothing (a stream's task, woken by the read that
+                # the last poll delivered), and a call of _dispatch() for
+                # that costs more than the poll (callgrind, 3.11, streams
+                # echo: 1.5k instructions per round trip).
                 self._wakeup_pending = False
                 n = _loop_run_once(cloop, 0, self._events, _EVENTS_MAX)
                 if n:
-                    if n < 0:
-                        raise os_error(n)
-                    later = self._dispatch(n)
+                    later = self._dispatch(0, n)
 
     def get_debug(self):
         return self._debug
@@ -517,8 +505,14 @@ class BaseLoop(_compat.BaseEventLoop):
             finally:
                 self._current_handle = None
 
-    def _dispatch(self, n, events=None):
-        """Routes n events from the C loop.
+    def _dispatch(self, timeout, n=0, events=None):
+        """Polls the C loop (timeout -1: until something happens, or 0) and
+        routes the events it reports.  With timeout -1 it polls again as
+        long as the events leave nothing ready to run (one connection's
+        message, typically, which the protocol got inline as below): a
+        server waiting for its next message stays in this loop, one frame
+        for every message, and returns once a callback is ready, the loop
+        is stopping, or after each poll in debug mode.
 
         The loop owns the ready queue, the timers and the fd watchers: a
         due timer or a ready fd puts its handle in the queue.  A stream
@@ -557,117 +551,135 @@ class BaseLoop(_compat.BaseEventLoop):
 
         The events are read from an iterator over the array's (kind, fd, a,
         b) tuples.  When an inline run raises, the rest of them is queued by
-        a call with that iterator (`events`; n is then unused).
+        a call with that iterator (`events`, timeout 0), which does not
+        poll; nor does a call with n, the count of events that a poll made
+        by the caller (timeout 0) left in the array.
         """
         ready = self._ready
-        if events is None:
-            events = _iter_events(self._event_views[n] if n < _EVENT_VIEWS
-                                  else self._event_bytes[:n * _EVENT_BYTES])
-            inline = not ready and self._ready_runner is None
-        else:
-            inline = False
+        cloop = self._cloop
         streams = self._streams
         arena = self._arena
-        # What read handles run inline scheduled, for the next iteration:
-        # in _ready itself while every event so far ran inline, in a list
-        # made once one did not.
-        later = None
-        for kind, fd, a, b in events:
-            if kind == EV_DATA:
-                try:
-                    stream = streams[fd]
-                except KeyError:   # closed by a callback of this batch
+        while True:
+            if events is None:
+                if not n:
+                    self._wakeup_pending = False
+                    n = _loop_run_once(cloop, timeout, self._events, _EVENTS_MAX)
+                if n <= 0:
+                    if n < 0:
+                        raise os_error(n)
+                    if timeout >= 0:
+                        return 0
+                events = _iter_events(self._event_views[n] if n < _EVENT_VIEWS
+                                      else self._event_bytes[:n * _EVENT_BYTES])
+                n = 0
+                inline = not ready and self._ready_runner is None
+            else:
+                inline = False
+            # What read handles run inline scheduled, for the next
+            # iteration: in _ready itself while every event so far ran
+            # inline, in a list made once one did not.
+            later = None
+            for kind, fd, a, b in events:
+                if kind == EV_DATA:
+                    try:
+                        stream = streams[fd]
+                    except KeyError:   # closed by a callback of this batch
+                        continue
+                    # a bytes at offset b.  Slicing the cffi buffer makes the
+                    # bytes in one step; made in the call that takes them (no
+                    # local), they are freed as it returns, before the next
+                    # read's are allocated (1 KiB messages, 16 connections: a
+                    # local that kept them alive until then cost glibc's
+                    # _int_malloc 164 instructions more per message).
+                    size = a
+                    if not inline:
+                        if stream._data_read(arena[b:b + size], size):
+                            ready.append(stream._read_handle)
+                        continue
+                    # The transport's read context, not its bound run(): a
+                    # method object per connection is ~70 bytes of each idle
+                    # connection's memory (idle_10k).
+                    direct = stream._direct_read
+                    try:
+                        if direct is not None and size < BULK_READ:
+                            try:
+                                direct.run(stream._protocol.data_received,
+                                           arena[b:b + size])
+                            except (SystemExit, KeyboardInterrupt):
+                                raise
+                            except BaseException as exc:
+                                stream._data_received_failed(exc)
+                        else:
+                            stream._data_now(arena[b:b + size], size)
+                    except BaseException:
+                        # (SystemExit, KeyboardInterrupt: the transport catches
+                        # the rest.)  The events not routed yet are queued, as
+                        # asyncio would have them.
+                        later = list(ready)
+                        ready.clear()
+                        self._dispatch(0, 0, events)
+                        ready.extend(later)
+                        raise
                     continue
-                # a bytes at offset b.  Slicing the cffi buffer makes the
-                # bytes in one step; made in the call that takes them (no
-                # local), they are freed as it returns, before the next
-                # read's are allocated (1 KiB messages, 16 connections: a
-                # local that kept them alive until then cost glibc's
-                # _int_malloc 164 instructions more per message).
-                size = a
-                if not inline:
-                    if stream._data_read(arena[b:b + size], size):
-                        ready.append(stream._read_handle)
-                    continue
-                # The transport's read context, not its bound run(): a
-                # method object per connection is ~70 bytes of each idle
-                # connection's memory (idle_10k).
-                direct = stream._direct_read
-                try:
-                    if direct is not None and size < BULK_READ:
-                        try:
-                            direct.run(stream._protocol.data_received,
-                                       arena[b:b + size])
-                        except (SystemExit, KeyboardInterrupt):
-                            raise
-                        except BaseException as exc:
-                            stream._data_received_failed(exc)
-                    else:
-                        stream._data_now(arena[b:b + size], size)
-                except BaseException:
-                    # (SystemExit, KeyboardInterrupt: the transport catches
-                    # the rest.)  The events not routed yet are queued, as
-                    # asyncio would have them.
+                if inline:
+                    # A handle of this iteration gets queued: it runs before
+                    # those that the inline runs scheduled.
+                    inline = False
                     later = list(ready)
                     ready.clear()
-                    self._dispatch(0, events)
-                    ready.extend(later)
-                    raise
-                continue
+                if kind == EV_READABLE:
+                    # Always queued: the transport's own read must come after
+                    # the stream's other events of this poll (a flush that
+                    # failed took the socket's error, which the read reports).
+                    stream = streams.get(fd)
+                    if stream is not None and stream._readable(a):
+                        ready.append(stream._read_handle)
+                elif kind == EV_TIMER:
+                    handle = self._timers.pop(a, None)
+                    if handle is not None:
+                        handle._scheduled = False
+                        ready.append(handle)
+                elif kind == EV_IO:
+                    mask = a
+                    if mask & READABLE:
+                        handle = self._readers.get(fd)
+                        if handle is not None:
+                            if handle._cancelled:
+                                self._remove_reader(fd)
+                            else:
+                                ready.append(handle)
+                    if mask & WRITABLE:
+                        handle = self._writers.get(fd)
+                        if handle is not None:
+                            if handle._cancelled:
+                                self._remove_writer(fd)
+                            else:
+                                ready.append(handle)
+                elif (kind == EV_DRAINED or kind == EV_RESUME or kind == EV_EOF
+                      or kind == EV_ERROR):
+                    stream = streams.get(fd)
+                    if stream is not None:
+                        stream._stream_event(kind, a, b)
+                elif kind == EV_CHILD:
+                    # fd is the pid.
+                    child = self._children.pop(fd, None)
+                    if child is not None:
+                        # None: reaped by someone else, the status is lost.
+                        returncode = None if b else a
+                        self._call_soon(child[0], (fd, returncode), child[1])
+                # No other kind exists (casyncio.h): nothing else is routed.
             if inline:
-                # A handle of this iteration gets queued: it runs before
-                # those that the inline runs scheduled.
-                inline = False
-                later = list(ready)
-                ready.clear()
-            if kind == EV_READABLE:
-                # Always queued: the transport's own read must come after
-                # the stream's other events of this poll (a flush that
-                # failed took the socket's error, which the read reports).
-                stream = streams.get(fd)
-                if stream is not None and stream._readable(a):
-                    ready.append(stream._read_handle)
-            elif kind == EV_TIMER:
-                handle = self._timers.pop(a, None)
-                if handle is not None:
-                    handle._scheduled = False
-                    ready.append(handle)
-            elif kind == EV_IO:
-                mask = a
-                if mask & READABLE:
-                    handle = self._readers.get(fd)
-                    if handle is not None:
-                        if handle._cancelled:
-                            self._remove_reader(fd)
-                        else:
-                            ready.append(handle)
-                if mask & WRITABLE:
-                    handle = self._writers.get(fd)
-                    if handle is not None:
-                        if handle._cancelled:
-                            self._remove_writer(fd)
-                        else:
-                            ready.append(handle)
-            elif (kind == EV_DRAINED or kind == EV_RESUME or kind == EV_EOF
-                  or kind == EV_ERROR):
-                stream = streams.get(fd)
-                if stream is not None:
-                    stream._stream_event(kind, a, b)
-            elif kind == EV_CHILD:
-                # fd is the pid.
-                child = self._children.pop(fd, None)
-                if child is not None:
-                    # None: reaped by someone else, the status is lost.
-                    returncode = None if b else a
-                    self._call_soon(child[0], (fd, returncode), child[1])
-            # No other kind exists (casyncio.h): nothing else is routed.
-        if inline:
-            # Only inline runs: all that is queued is theirs.
-            return len(ready)
-        if not later:
-            return 0
-        ready.extend(later)
-        return len(later)
+                # Only inline runs: all that is queued is theirs.
+                count = len(ready)
+            elif later:
+                ready.extend(later)
+                count = len(later)
+            else:
+                count = 0
+            if (timeout >= 0 or ready or self._stopping
+                    or self._ready_runner is not None):
+                return count
+            events = None
 
     def _stream_opened(self, fd, transport):
         """fd is now a C stream of this loop, its events transport's."""

@@ -1065,3 +1065,49 @@ def test_exception_in_callback_message_is_asyncios(debug):
 
     assert run(py_async_lib.new_event_loop()) == run(
         asyncio.SelectorEventLoop())
+
+
+def test_a_server_waiting_for_messages_still_stops_and_wakes(any_loop):
+    # Reads that schedule nothing keep the loop polling without returning
+    # to run_forever() (BaseLoop._dispatch): stop() from data_received(),
+    # a callback from another thread and a timer must each still end that
+    # wait, as on asyncio.
+    loop = any_loop
+    got = []
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            got.append(data)
+            self.transport.write(data)
+            if data == b"stop":
+                loop.stop()
+
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    transport, _ = loop.run_until_complete(
+        loop.connect_accepted_socket(Echo, b))
+
+    def client():
+        for msg in (b"one", b"two", b"stop"):
+            a.sendall(msg)
+            assert a.recv(100) == msg
+    t = threading.Thread(target=client)
+    t.start()
+    loop.run_forever()          # returns once "stop" is read
+    t.join()
+    assert got == [b"one", b"two", b"stop"]
+
+    t = threading.Thread(target=lambda: (time.sleep(0.05),
+                                         loop.call_soon_threadsafe(loop.stop)))
+    t.start()
+    loop.run_forever()          # returns on the other thread's stop
+    t.join()
+
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()          # returns on the timer
+    transport.close()
+    loop.run_until_complete(asyncio.sleep(0))
+    a.close()
