@@ -72,7 +72,8 @@ class SocketMethods:
     # the coroutine.
 
     async def sock_recv(self, sock, n):
-        self._check_sock(sock)
+        if sock.__class__ is not _socket_class or self._debug:
+            self._check_sock(sock)
         # The peek stands for asyncio's first recv() only where that
         # recv() could not refuse its argument before reading.
         handle = (self._sock_wait_read(sock, sock.recv, n, True)
@@ -92,7 +93,8 @@ class SocketMethods:
                 self._remove_reader(fd)
 
     async def sock_recv_into(self, sock, buf):
-        self._check_sock(sock)
+        if sock.__class__ is not _socket_class or self._debug:
+            self._check_sock(sock)
         handle = (self._sock_wait_read(sock, sock.recv_into, buf, True)
                   if _plain_recv_into_buffer(buf) else None)
         if handle is None:
@@ -110,6 +112,9 @@ class SocketMethods:
 
     def _check_sock(self, sock):
         # asyncio's checks of a sock_*() argument, before anything is tried.
+        # Its callers skip it for a plain socket.socket outside debug mode,
+        # which passes both: it is two frames per sock_recv() or
+        # sock_sendall().
         _compat.check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
@@ -178,7 +183,8 @@ class SocketMethods:
     async def sock_sendall(self, sock, data):
         # asyncio's, with its checks inline; the wait for writability is
         # asyncio's own (_sock_sendall, _sock_write_done).
-        self._check_sock(sock)
+        if sock.__class__ is not _socket_class or self._debug:
+            self._check_sock(sock)
         try:
             n = sock.send(data)
         except (BlockingIOError, InterruptedError):
