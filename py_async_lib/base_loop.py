@@ -361,26 +361,37 @@ class BaseLoop(_compat.BaseEventLoop):
                 lib.loop_stats_pause(self._cloop)
 
     def _run_once(self):
-        # One iteration of asyncio's loop, or several: the poll that finds
-        # nothing to run polls again inside _dispatch() (below), and an
-        # iteration that leaves callbacks ready is followed here by the next
-        # one, without returning to run_forever(), which would only check
-        # _stopping and call us again.
+        # asyncio's iterations, one after the other until the loop stops:
+        # run_forever() would only check _stopping and call us again.  A
+        # poll that finds nothing to run polls again inside _dispatch(), so
+        # a server waiting for its next message stays there.  The debug and
+        # timed runners take one iteration per call.
         ready = self._ready
         cloop = self._cloop
-        later = 0
-        # Callbacks to run, and the C loop has nothing that could report
-        # (no fd in epoll, no C callback, no timer due): its non-blocking
-        # poll would find nothing, so the crossing (a third of a
-        # call_soon() chain's time) is skipped.  A pending wakeup only says
-        # that _ready is not empty, which it is not.
-        if not ready or _poll_due(cloop):
-            later = self._dispatch(0 if (ready or self._stopping) else -1)
-        if self._ready_runner is not None:   # debug mode, slow-iteration reports
-            self._ready_runner(self, len(ready))
-            return
         popleft = ready.popleft
-        while ready:
+        while True:
+            if not ready:
+                later = self._dispatch(0 if self._stopping else -1)
+            elif _poll_due(cloop):
+                # Made here, not by _dispatch(): with callbacks ready most
+                # polls find nothing (a stream's task, woken by the read
+                # that the last poll delivered), and a call of _dispatch()
+                # for that costs more than the poll (callgrind, 3.11,
+                # streams echo: 1.5k instructions per round trip).
+                self._wakeup_pending = False
+                n = _loop_run_once(cloop, 0, self._events, _EVENTS_MAX)
+                later = self._dispatch(0, n) if n else 0
+            else:
+                # Callbacks to run, and the C loop has nothing that could
+                # report (no fd in epoll, no C callback, no timer due): its
+                # non-blocking poll would find nothing, so the crossing (a
+                # third of a call_soon() chain's time) is skipped.  A
+                # pending wakeup only says that _ready is not empty, which
+                # it is not.
+                later = 0
+            if self._ready_runner is not None:   # debug mode, slow-iteration reports
+                self._ready_runner(self, len(ready))
+                return
             ntodo = len(ready) - later
             # Read after the count: call_soon_threadsafe() sets it before
             # it queues its handle.
@@ -410,24 +421,8 @@ class BaseLoop(_compat.BaseEventLoop):
                 except BaseException as exc:
                     report_callback_exception(handle, exc)
             handle = None  # Break cycles when an exception occurred.
-            later = 0
-            # With callbacks ready, the next iteration is made here: its
-            # poll (timeout 0, skipped as above when it could find nothing),
-            # then its callbacks.  Stopping, the other runners and an
-            # iteration that leaves nothing ready go through run_forever()
-            # (the next call waits in _dispatch()'s poll loop).
-            if self._stopping or self._ready_runner is not None:
+            if self._stopping:
                 return
-            if ready and _poll_due(cloop):
-                # The poll made here, not by _dispatch(): most of these
-                # find nothing (a stream's task, woken by the read that
-                # the last poll delivered), and a call of _dispatch() for
-                # that costs more than the poll (callgrind, 3.11, streams
-                # echo: 1.5k instructions per round trip).
-                self._wakeup_pending = False
-                n = _loop_run_once(cloop, 0, self._events, _EVENTS_MAX)
-                if n:
-                    later = self._dispatch(0, n)
 
     def get_debug(self):
         return self._debug
@@ -625,8 +620,9 @@ class BaseLoop(_compat.BaseEventLoop):
                     # A handle of this iteration gets queued: it runs before
                     # those that the inline runs scheduled.
                     inline = False
-                    later = list(ready)
-                    ready.clear()
+                    if ready:
+                        later = list(ready)
+                        ready.clear()
                 if kind == EV_READABLE:
                     # Always queued: the transport's own read must come after
                     # the stream's other events of this poll (a flush that
