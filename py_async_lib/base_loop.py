@@ -524,9 +524,8 @@ class BaseLoop(_compat.BaseEventLoop):
                             for itself
           EOF, ERROR, DRAINED, RESUME
                             transport._stream_event(kind, a, b)
-        _data_read() and _readable() return True when the transport's read
-        handle (transport._read_handle) is to be queued: it delivers the
-        bytes.  A transport registers and unregisters its stream with
+        _data_read() and _readable() return the transport's read handle
+        when it is to be queued (it delivers the bytes), else None.  A transport registers and unregisters its stream with
         _stream_opened() and _stream_closed().
 
         asyncio would queue every read handle behind the callbacks already
@@ -588,8 +587,9 @@ class BaseLoop(_compat.BaseEventLoop):
                     # _int_malloc 164 instructions more per message).
                     size = a
                     if not inline:
-                        if stream._data_read(arena[b:b + size], size):
-                            ready.append(stream._read_handle)
+                        handle = stream._data_read(arena[b:b + size], size)
+                        if handle is not None:
+                            ready.append(handle)
                         continue
                     # The transport's read context, not its bound run(): a
                     # method object per connection is ~70 bytes of each idle
@@ -628,8 +628,10 @@ class BaseLoop(_compat.BaseEventLoop):
                     # the stream's other events of this poll (a flush that
                     # failed took the socket's error, which the read reports).
                     stream = streams.get(fd)
-                    if stream is not None and stream._readable(a):
-                        ready.append(stream._read_handle)
+                    if stream is not None:
+                        handle = stream._readable(a)
+                        if handle is not None:
+                            ready.append(handle)
                 elif kind == EV_TIMER:
                     handle = self._timers.pop(a, None)
                     if handle is not None:

@@ -261,7 +261,8 @@ class StreamTransport(TransportBase, transports.Transport):
     """What socket and pipe transports share: the C stream and its events."""
 
     __slots__ = ("_cloop", "_fd", "_by_caller", "_read_avail", "_pending",
-                 "_eof", "_empty_waiter", "_read_handle", "_buffered",
+                 "_eof", "_empty_waiter", "_read_handle", "_read_context",
+                 "_buffered",
                  "_write_context", "_flush_error", "_direct_read",
                  "_write_direct")
 
@@ -304,7 +305,12 @@ class StreamTransport(TransportBase, transports.Transport):
         # Only now: if the C loop refused the fd, __del__ must leave the
         # caller's socket alone.
         self._sock = sock
-        self._read_handle = _compat.Handle(self._read_ready, (), loop, context)
+        # The context of asyncio's reader handle, which the protocol's read
+        # callbacks run in; the handle itself is made by the first read that
+        # is queued (_queued_read): an idle connection has none (168 bytes
+        # of each, with the bound method it holds).
+        self._read_context = self._new_handle_context()
+        self._read_handle = None
         self.set_protocol(protocol)
         if server is not None:
             _server_attach(server, self)
@@ -419,7 +425,7 @@ class StreamTransport(TransportBase, transports.Transport):
                 # first, and its read fails with that error.
                 self._flush_error = arg
         else:
-            context = self._read_handle._context
+            context = self._read_context
         self._loop._call_soon(self._on_stream_event, (kind, arg), context)
 
     def _on_stream_event(self, kind, arg):
@@ -451,14 +457,14 @@ class StreamTransport(TransportBase, transports.Transport):
         if (self._pending is None and not self._paused and
                 not self._closing and self._fd >= 0 and
                 not self._buffered and self._reads_to_protocol):
-            self._direct_read = self._read_handle._context
+            self._direct_read = self._read_context
         else:
             self._direct_read = None
 
     def _data_received_failed(self, exc):
         """protocol.data_received() raised in a call the loop made through
         _direct_read: fatal, as in _read_ready(), in the same context."""
-        self._read_handle._context.run(
+        self._read_context.run(
             self._fatal_error, exc,
             "Fatal error: protocol.data_received() call failed.")
 
@@ -479,17 +485,24 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._paused and not self._closing:
             # asyncio adds its reader again, made in this context (unless
             # the transport has its own): reads run in it from now on.
-            self._read_handle = _compat.Handle(self._read_ready, (),
-                                              self._loop, self._context)
+            self._read_context = self._new_handle_context()
+            self._read_handle = None
             if self._pending is not None:
                 # Bytes read before the pause are delivered first.
                 self._loop._call_soon(self._read_ready, (),
-                                      self._read_handle._context)
+                                      self._read_context)
         super().resume_reading()
         self._read_state_changed()
 
-    # What the loop reports (see BaseLoop._dispatch): True when the read
-    # handle is to be queued, that is when nothing was pending.
+    # What the loop reports (see BaseLoop._dispatch): the read handle when
+    # it is to be queued, that is when nothing was pending; else None.
+
+    def _queued_read(self):
+        """The read handle, made now if no read has been queued since the
+        last resume_reading() (see __init__)."""
+        handle = self._read_handle = _compat.Handle(
+            self._read_ready, (), self._loop, self._read_context)
+        return handle
 
     def _data_read(self, data, size):
         """The C loop read `data` (size bytes) for this stream
@@ -500,31 +513,31 @@ class StreamTransport(TransportBase, transports.Transport):
         if pending is None:
             self._pending = data
             self._direct_read = None   # (see _read_state_changed)
-            return True
+            return self._read_handle or self._queued_read()
         if pending is READ_NOW:
             # Queued when the reads were ours: the loop's read is the data.
             self._pending = data
         else:
             self._pending = pending + data
-        return False
+        return None
 
     def _data_now(self, data, size):
-        """The same as _data_read() followed, when it returns True, by a run
+        """The same as _data_read() followed, when it returns a handle, by a run
         of the read handle (the loop runs it inline, see
         BaseLoop._dispatch), for the reads that _direct_read does not
         take."""
         if self._data_read(data, size):
-            self._read_handle._context.run(self._read_ready)
+            self._read_context.run(self._read_ready)
 
     def _readable(self, nbytes):
         """The stream is readable and the read is ours (LOOP_EV_READABLE);
         the kernel holds nbytes (0: unknown)."""
         if self._pending is not None:
-            return False
+            return None
         self._pending = READ_NOW
         self._direct_read = None   # (see _read_state_changed)
         self._read_avail = nbytes
-        return True
+        return self._read_handle or self._queued_read()
 
     def _read_ready(self):
         data = self._pending
@@ -535,7 +548,7 @@ class StreamTransport(TransportBase, transports.Transport):
         # nothing is pending now, and the checks above hold (bytes are
         # pending only while the stream is open).
         if not self._buffered and self._reads_to_protocol:
-            self._direct_read = self._read_handle._context
+            self._direct_read = self._read_context
         if data is READ_NOW:
             if self._buffered:
                 self._recv_into_buffer()
@@ -720,15 +733,15 @@ class StreamTransport(TransportBase, transports.Transport):
         if size:
             if size > 0:
                 if self._write_context is None:
-                    self._write_context = self._new_write_context()
+                    self._write_context = self._new_handle_context()
                 if size > self._high_water and not self._protocol_paused:
                     self._maybe_pause_protocol()
             else:
                 self._write_fatal(os_error(size))
 
-    def _new_write_context(self):
-        """The context of the writer handle asyncio adds now: the
-        transport's own, or a copy of the writer's."""
+    def _new_handle_context(self):
+        """The context of a reader or writer handle that asyncio adds now:
+        the transport's own, or a copy of the current one."""
         return _copy_context() if self._context is None else self._context
 
     def writelines(self, list_of_data):
@@ -738,7 +751,7 @@ class StreamTransport(TransportBase, transports.Transport):
         if len(chunks) < 2 or self._writes_dropped():
             self.write(b"".join(chunks))
             if _WRITELINES_READDS_WRITER and self._write_context is not None:
-                self._write_context = self._new_write_context()
+                self._write_context = self._new_handle_context()
             return
         for i, d in enumerate(chunks):
             if type(d) is not bytes:
@@ -758,7 +771,7 @@ class StreamTransport(TransportBase, transports.Transport):
         size = lib.loop_writev(self._cloop, self._fd, bufs, lens, len(chunks))
         if size > 0:
             if self._write_context is None or _WRITELINES_READDS_WRITER:
-                self._write_context = self._new_write_context()
+                self._write_context = self._new_handle_context()
             if size > self._high_water and not self._protocol_paused:
                 self._maybe_pause_protocol()
         elif size < 0:

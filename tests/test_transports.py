@@ -995,7 +995,7 @@ def _direct_read_matches_state(tr):
     plain = (tr._pending is None and not tr._paused and not tr._closing
              and tr._fd >= 0 and not tr._buffered)
     if plain:
-        return tr._direct_read is tr._read_handle._context
+        return tr._direct_read is tr._read_context
     return tr._direct_read is None
 
 
