@@ -548,8 +548,8 @@ def serve_until_signalled(loop: asyncio.AbstractEventLoop,
         await handle.aclose()
 
     try:
-        # The loop's own handlers wake its poll through a wakeup fd: no
-        # signal is lost, and no timer runs while the server is measured.
+        # The loop's own handlers wake its poll through a wakeup fd, so no
+        # signal is lost.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
     except (NotImplementedError, AttributeError):

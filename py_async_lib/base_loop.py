@@ -505,9 +505,9 @@ class BaseLoop(_compat.BaseEventLoop):
         routes the events it reports.  With timeout -1 it polls again as
         long as the events leave nothing ready to run (one connection's
         message, typically, which the protocol got inline as below): a
-        server waiting for its next message stays in this loop, one frame
-        for every message, and returns once a callback is ready, the loop
-        is stopping, or after each poll in debug mode.
+        server waiting for its next message stays in this loop, without a
+        Python call per message, and returns once a callback is ready, the
+        loop is stopping, or after each poll in debug mode.
 
         The loop owns the ready queue, the timers and the fd watchers: a
         due timer or a ready fd puts its handle in the queue.  A stream
@@ -525,8 +525,9 @@ class BaseLoop(_compat.BaseEventLoop):
           EOF, ERROR, DRAINED, RESUME
                             transport._stream_event(kind, a, b)
         _data_read() and _readable() return the transport's read handle
-        when it is to be queued (it delivers the bytes), else None.  A transport registers and unregisters its stream with
-        _stream_opened() and _stream_closed().
+        when it is to be queued (it delivers the bytes), else None.  A
+        transport registers and unregisters its stream with _stream_opened()
+        and _stream_closed().
 
         asyncio would queue every read handle behind the callbacks already
         ready and run it this iteration.  While nothing else is queued yet,

@@ -306,9 +306,11 @@ class StreamTransport(TransportBase, transports.Transport):
         # caller's socket alone.
         self._sock = sock
         # The context of asyncio's reader handle, which the protocol's read
-        # callbacks run in; the handle itself is made by the first read that
-        # is queued (_queued_read): an idle connection has none (168 bytes
-        # of each, with the bound method it holds).
+        # callbacks run in; the handle itself is made by the first read
+        # that _data_read() or _readable() take while nothing is pending
+        # (_queued_read): an idle connection has none, nor one whose reads
+        # all go through _direct_read (168 bytes of each, with the bound
+        # method it holds).
         self._read_context = self._new_handle_context()
         self._read_handle = None
         self.set_protocol(protocol)
