@@ -28,8 +28,9 @@ queue only what those need:
   connection is a C stream (``loop_stream_open``) and a ``FloorTransport``.
   The C loop reads small messages (many reads for one crossing); after a
   read of 16 KiB or more the transport reads for itself on
-  LOOP_EV_READABLE, ``recv()`` of what the kernel holds, at least 127 KiB
-  (one copy instead of two, sized as ours does), until a read under 4 KiB.
+  LOOP_EV_READABLE, ``recv()`` of 127 KiB, or 256 KiB after a read that got
+  127 KiB (one copy instead of two, sized as ours does), until a read under
+  4 KiB.
   ``FloorTransport``'s ``write()`` is one ``loop_write()`` (the protocol is
   paused above the high-water mark and resumed on LOOP_EV_RESUME, 64/16 KiB
   like asyncio's),
@@ -84,9 +85,9 @@ _HIGH_WATER = 64 * 1024   # asyncio's; the C stream's default limits are 64/16 K
 #: smaller than BULK_READ_LOW gives the reads back to the C loop, whose
 #: batched reads are cheaper for small messages
 BULK_READ, BULK_READ_LOW = 16 * 1024, 4 * 1024
-#: the transport's own reads: what the kernel holds, at most 256 KiB (as
-#: asyncio), and never less than 127 KiB: ours' read sizes, for the heap's
-#: sake (HEAP_READ and MAX_READ, imported above)
+#: the transport's own reads: 127 KiB, or 256 KiB (as asyncio) after a read
+#: that got 127 KiB: ours' read sizes, for the heap's sake (HEAP_READ and
+#: MAX_READ, imported above)
 
 
 def _check(rc: int) -> int:
@@ -113,6 +114,7 @@ class FloorTransport(asyncio.Transport):
         self._reading = True
         self._writing_paused = False
         self._high = _HIGH_WATER
+        self._read_size = HEAP_READ
 
     # ---- what the protocol calls -------------------------------------------
 
@@ -201,10 +203,12 @@ class FloorTransport(asyncio.Transport):
         """Who reads the stream: the C loop (False) or _readable (True)."""
         lib.loop_stream_read_by_caller(self._cloop, self._fd, on)
 
-    def _readable(self, nbytes: int) -> None:
-        """LOOP_EV_READABLE: the kernel holds nbytes (0: unknown); read them."""
+    def _readable(self) -> None:
+        """LOOP_EV_READABLE: one recv of HEAP_READ, or MAX_READ after one
+        that got HEAP_READ or more (as ours)."""
         try:
-            data = self._sock.recv(min(max(nbytes, HEAP_READ), MAX_READ))
+            data = self._sock.recv(self._read_size)
+            self._read_size = MAX_READ if len(data) >= HEAP_READ else HEAP_READ
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -368,7 +372,7 @@ class FloorIOLoop(FloorLoop):
             elif kind == _EV_READABLE:
                 transport = streams.get(ints[i + 1])
                 if transport is not None:
-                    transport._readable(ints[i + 2])
+                    transport._readable()
             elif kind == _EV_IO:
                 fd = ints[i + 1]
                 mask = ints[i + 2]

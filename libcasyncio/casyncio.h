@@ -75,8 +75,7 @@ enum {
                               is lost (a is 255 then), else 0                 */
     LOOP_EV_READABLE = 9,  /* stream readable, not read: its reads are the
                               caller's (loop_stream_read_by_caller);
-                              a = bytes the kernel holds for it (FIONREAD),
-                              0 if unknown (EOF, error, no FIONREAD)         */
+                              a = 0: the caller sizes its own reads           */
 };
 
 /* All fields are int64_t so that a binding can read the array as a flat

@@ -520,7 +520,7 @@ class BaseLoop(_compat.BaseEventLoop):
                             transport._data_now(bytes, size), or gives them
                             to the protocol through transport._direct_read
                             (below)
-          LOOP_EV_READABLE  transport._readable(nbytes): the transport reads
+          LOOP_EV_READABLE  transport._readable(): the transport reads
                             for itself
           EOF, ERROR, DRAINED, RESUME
                             transport._stream_event(kind, a, b)
@@ -630,7 +630,7 @@ class BaseLoop(_compat.BaseEventLoop):
                     # failed took the socket's error, which the read reports).
                     stream = streams.get(fd)
                     if stream is not None:
-                        handle = stream._readable(a)
+                        handle = stream._readable()
                         if handle is not None:
                             ready.append(handle)
                 elif kind == EV_TIMER:

@@ -40,14 +40,17 @@ BYTES_LIKE = (bytes, bytearray, memoryview)
 # A stream's _pending when the loop reported it readable and the transport
 # reads it itself (see StreamTransport._read_by_caller).
 READ_NOW = object()
-# Reads the transport makes itself (LOOP_EV_READABLE tells how many bytes the
-# kernel holds): recv(n) allocates a bytes of n and shrinks it to what came.
-# Two glibc facts size n (issue 12):
+# Reads the transport makes itself (LOOP_EV_READABLE): recv(n) allocates a
+# bytes of n and shrinks it to what came.  The loop does not say how much the
+# kernel holds (FIONREAD would be one more syscall per read), so n follows
+# the last read: HEAP_READ, or asyncio's MAX_READ after a read that got
+# HEAP_READ or more (a bulk transfer, or several messages queued).  Two glibc
+# facts size n (issue 12):
 # * A request of 128 KiB or more that the heap cannot serve is a fresh mmap:
 #   page faults, mremap and munmap on every read, and glibc raises its mmap
 #   threshold only when such a chunk is freed unshrunk.  So a read asks for
-#   more than 127 KiB only when the kernel holds more (at most asyncio's
-#   256 KiB); glibc's smallest threshold is 128 KiB, so HEAP_READ never maps.
+#   more than 127 KiB only after a read that filled most of that; glibc's
+#   smallest threshold is 128 KiB, so HEAP_READ never maps.
 # * A read no larger than the message takes the one message-sized hole the
 #   previous read left, every time, so the objects that outlive the read
 #   (StreamReader's buffer, the bytes the handler holds) find no hole: they
@@ -260,7 +263,7 @@ class TransportBase(_compat.FlowControlMixin):
 class StreamTransport(TransportBase, transports.Transport):
     """What socket and pipe transports share: the C stream and its events."""
 
-    __slots__ = ("_cloop", "_fd", "_by_caller", "_read_avail", "_pending",
+    __slots__ = ("_cloop", "_fd", "_by_caller", "_read_size", "_pending",
                  "_eof", "_empty_waiter", "_read_handle", "_read_context",
                  "_buffered",
                  "_write_context", "_flush_error", "_direct_read",
@@ -278,7 +281,7 @@ class StreamTransport(TransportBase, transports.Transport):
         self._cloop = None
         self._fd = -1
         self._by_caller = False   # see _read_by_caller
-        self._read_avail = 0      # bytes the kernel holds, as the loop saw
+        self._read_size = HEAP_READ   # of our next recv (see HEAP_READ)
         # The context asyncio's writer handle would have: that of the
         # write() that found the out-buffer empty.  None while the buffer
         # is empty.
@@ -531,14 +534,12 @@ class StreamTransport(TransportBase, transports.Transport):
         if self._data_read(data, size):
             self._read_context.run(self._read_ready)
 
-    def _readable(self, nbytes):
-        """The stream is readable and the read is ours (LOOP_EV_READABLE);
-        the kernel holds nbytes (0: unknown)."""
+    def _readable(self):
+        """The stream is readable and the read is ours (LOOP_EV_READABLE)."""
         if self._pending is not None:
             return None
         self._pending = READ_NOW
         self._direct_read = None   # (see _read_state_changed)
-        self._read_avail = nbytes
         return self._read_handle or self._queued_read()
 
     def _read_ready(self):
@@ -592,13 +593,11 @@ class StreamTransport(TransportBase, transports.Transport):
         and on a read error (fatal)."""
         try:
             if into is None:
-                size = self._read_avail
-                if size <= HEAP_READ:
-                    size = HEAP_READ   # also when the count is unknown (0)
-                elif size > MAX_READ:
-                    size = MAX_READ
+                size = self._read_size
                 got = self._sock.recv(size) if self._is_socket else \
                     os.read(self._sock_fd, size)
+                self._read_size = MAX_READ if len(got) >= HEAP_READ \
+                    else HEAP_READ
             else:
                 got = self._sock.recv_into(into) if self._is_socket else \
                     os.readv(self._sock_fd, [into])
