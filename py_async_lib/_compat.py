@@ -83,6 +83,11 @@ EXIT_IN_EMPTY_CONTEXT = sys.version_info < (3, 12)
 HAS_CHILD_WATCHERS = sys.version_info < (3, 14)
 # 3.12: asyncio.run() takes a loop_factory (3.11 has only asyncio.Runner's).
 RUN_HAS_LOOP_FACTORY = sys.version_info >= (3, 12)
+# 3.11's _get_running_loop() checks the pid it was set in with getpid(), a
+# syscall (0.12 us here) on every call, and so does a Future or Task made
+# without a loop, which takes the running one; 3.12 keeps the running loop
+# in the thread state and asks nothing.
+RUNNING_LOOP_ASKS_PID = sys.version_info < (3, 12)
 # 3.14 deprecated the policy system (get/set_event_loop_policy() warn, and
 # so does reading asyncio.DefaultEventLoopPolicy); 3.16 removes it.
 POLICIES_DEPRECATED = sys.version_info >= (3, 14)
