@@ -97,7 +97,10 @@ def test_slow_iteration_hook_gets_the_handles(loop):
         h1 = loop.call_soon(quick)
         h2 = loop.call_soon(slow)
         loop.call_soon(quick).cancel()   # did not run: not reported
-        await asyncio.sleep(0.001)
+        # Long enough that the sleep's own timer is not already due when the
+        # iteration that runs h1 and h2 starts (a slow build, ASan, took over
+        # 1 ms to get there, and the timer ran in the same slow iteration).
+        await asyncio.sleep(0.1)
         return h1, h2
 
     h1, h2 = loop.run_until_complete(main())
