@@ -595,10 +595,10 @@ class BaseLoop(_compat.BaseEventLoop):
                     # local), they are freed as it returns, before the next
                     # read's are allocated (1 KiB messages, 16 connections: a
                     # local that kept them alive until then cost glibc's
-                    # _int_malloc 164 instructions more per message).
-                    size = a
+                    # _int_malloc 164 instructions more per message).  a is
+                    # the size.
                     if not inline:
-                        handle = stream._data_read(arena[b:b + size], size)
+                        handle = stream._data_read(arena[b:b + a], a)
                         if handle is not None:
                             ready.append(handle)
                         continue
@@ -607,16 +607,16 @@ class BaseLoop(_compat.BaseEventLoop):
                     # connection's memory (idle_10k).
                     direct = stream._direct_read
                     try:
-                        if direct is not None and size < BULK_READ:
+                        if direct is not None and a < BULK_READ:
                             try:
                                 direct.run(stream._protocol.data_received,
-                                           arena[b:b + size])
+                                           arena[b:b + a])
                             except (SystemExit, KeyboardInterrupt):
                                 raise
                             except BaseException as exc:
                                 stream._data_received_failed(exc)
                         else:
-                            stream._data_now(arena[b:b + size], size)
+                            stream._data_now(arena[b:b + a], a)
                     except BaseException:
                         # (SystemExit, KeyboardInterrupt: the transport catches
                         # the rest.)  The events not routed yet are queued, as

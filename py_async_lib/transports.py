@@ -727,10 +727,11 @@ class StreamTransport(TransportBase, transports.Transport):
             if len(data):
                 self._drop_write()
             return
-        n = len(data)
-        if not n:
-            return
-        size = _loop_write(self._cloop, self._fd, data, n)
+        # An empty write sends nothing: loop_write() only answers how much
+        # is buffered, which is then over the high-water mark only while
+        # the protocol is paused already (no check for it here: one line
+        # less per message).
+        size = _loop_write(self._cloop, self._fd, data, len(data))
         if size:
             if size > 0:
                 if self._write_context is None:

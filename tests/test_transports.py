@@ -352,6 +352,49 @@ def test_write_buffer_limits_and_backpressure_peer_never_reads(loop):
     loop.run_until_complete(asyncio.wait_for(main(), 30))
 
 
+def test_empty_writes_change_nothing(any_loop):
+    """write(b"") sends nothing and never pauses or resumes the protocol:
+    with nothing buffered, with a buffer over the high-water mark (the
+    protocol paused already) and under it, as asyncio's."""
+    loop = any_loop
+
+    async def main():
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        tr, pr = await loop.create_connection(lambda: Collect(loop),
+                                              *lsock.getsockname())
+        peer, _ = lsock.accept()   # not read until the end
+        tr.write(b"")
+        assert tr.get_write_buffer_size() == 0
+        tr.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+        while "pause" not in pr.events:
+            tr.write(b"q" * 65536)
+        buffered = tr.get_write_buffer_size()
+        tr.write(b"")
+        tr.write(bytearray())
+        assert tr.get_write_buffer_size() == buffered
+        assert pr.events == ["made", "pause"]
+        # Once the peer reads the protocol resumes; an empty write then
+        # does not pause it again.
+        peer.setblocking(False)
+        while "resume" not in pr.events:
+            try:
+                peer.recv(1 << 20)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        buffered = tr.get_write_buffer_size()
+        tr.write(b"")
+        assert tr.get_write_buffer_size() == buffered
+        assert pr.events == ["made", "pause", "resume"]
+        tr.abort()
+        await pr.done
+        peer.close()
+        lsock.close()
+
+    loop.run_until_complete(asyncio.wait_for(main(), 10))
+
+
 def test_write_type_errors_and_write_after_close(loop, caplog):
     async def main():
         server, addr = await echo_server(loop)
