@@ -727,10 +727,10 @@ class StreamTransport(TransportBase, transports.Transport):
             if len(data):
                 self._drop_write()
             return
-        # An empty write sends nothing: loop_write() only answers how much
-        # is buffered, which is then over the high-water mark only while
-        # the protocol is paused already (no check for it here: one line
-        # less per message).
+        # An empty write reaches loop_write(), which sends nothing and
+        # returns what is buffered: above the high-water mark only while
+        # the protocol is paused already, so the checks below do nothing
+        # for it (one length check less per message).
         size = _loop_write(self._cloop, self._fd, data, len(data))
         if size:
             if size > 0:

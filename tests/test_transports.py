@@ -364,7 +364,7 @@ def test_empty_writes_change_nothing(any_loop):
         lsock.listen()
         tr, pr = await loop.create_connection(lambda: Collect(loop),
                                               *lsock.getsockname())
-        peer, _ = lsock.accept()   # not read until the end
+        peer, _ = lsock.accept()   # not read until the protocol is paused
         tr.write(b"")
         assert tr.get_write_buffer_size() == 0
         tr.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
